@@ -1,0 +1,84 @@
+"""Wiring: build the aiohttp application from settings; each resource is one cleanup_ctx generator."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from exchange.audit.log import AuditLog
+from exchange.config import Settings
+from exchange.ingest.journal import Journal
+from exchange.ingest.processor import Processor, run_processor
+from exchange.store.base import Store
+from exchange.taxii.auth import Authenticator
+from exchange.taxii.context import SERVICES, Services
+from exchange.taxii.cursor import CursorCodec, load_cursor_key
+from exchange.taxii.server import add_taxii_routes
+
+log = logging.getLogger(__name__)
+BODY_SLACK = 64 * 1024  # aiohttp's cap sits above max_content_length so our own 413 message wins
+
+
+def open_store(settings: Settings) -> Store:
+    """The one place that knows which store backend is concrete (only SQLite so far)."""
+    from exchange.store.sqlite.store import SQLiteStore
+
+    return SQLiteStore(settings.hub.data_dir / "store.db")
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.hub.max_content_length + BODY_SLACK)
+
+    async def hub_services(app: web.Application) -> AsyncIterator[None]:
+        data_dir = settings.hub.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store, journal, audit = open_store(settings), Journal(data_dir / "journal.db"), AuditLog(data_dir / "audit.db")
+        async with contextlib.AsyncExitStack() as stack:
+            for resource in (store, journal, audit):
+                await resource.start()
+                stack.push_async_callback(resource.close)
+            processor = Processor(journal, store, audit)
+            app[SERVICES] = Services(settings=settings, store=store, journal=journal, audit=audit,
+                                     processor=processor, cursors=CursorCodec(load_cursor_key(data_dir)),
+                                     authenticator=Authenticator(settings.accounts))
+            task = asyncio.create_task(run_processor(processor), name="journal-processor")
+            try:
+                yield
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app.cleanup_ctx.append(hub_services)
+    add_taxii_routes(app)
+    return app
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server  # the bound port, for port 0
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    return runner, bound
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then drain: cancel the background tasks and close the databases."""
+    runner, port = await start_site(build_app(settings), settings.hub.host, settings.hub.port)
+    print(f"exchange hub listening on http://{settings.hub.host}:{port}/taxii2/ "
+          f"(data in {settings.hub.data_dir})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()

@@ -1,0 +1,129 @@
+"""The `exchange` command: wiring only; each subcommand calls into the stage that owns the work.
+
+Exit codes: 0 success, 1 the command ran and found a problem (e.g. a broken audit chain),
+2 usage or configuration error.
+"""
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+from exchange import __version__
+from exchange.errors import ConfigError
+
+DEFAULT_CONFIG = Path("examples/hub.toml")
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from exchange.config import load_settings
+
+    settings = load_settings(Path(args.config))
+    return settings.with_overrides(host=getattr(args, "host", None), port=getattr(args, "port", None),
+                                   data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from exchange.app import serve
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    asyncio.run(serve(_settings(args)))
+    return 0
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from exchange.config import load_settings
+
+    settings = load_settings(Path(args.file))
+    colls = sum(len(r.collections) for r in settings.api_roots)
+    print(f"{args.file}: ok ({len(settings.api_roots)} API root(s), {colls} collection(s), "
+          f"{len(settings.accounts)} account(s))")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from exchange.audit.log import verify_chain
+
+    path = _settings(args).hub.data_dir / "audit.db"
+    if not path.exists():
+        raise ConfigError(f"no audit log at {path}")
+    report = verify_chain(path)
+    if report.broken_at is None:
+        print(f"audit log {path}: {report.entries} entries, chain intact")
+        return 0
+    print(f"audit log {path}: chain BROKEN at entry {report.broken_at}: {report.reason} "
+          f"({report.entries} entries verified before it)")
+    return 1
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from exchange.policy.credentials import hash_password
+
+    password = sys.stdin.readline().rstrip("\n") if args.stdin else getpass.getpass("password: ")
+    if not password:
+        raise ConfigError("empty password")
+    print(hash_password(password))
+    return 0
+
+
+def cmd_new_token(args: argparse.Namespace) -> int:
+    from exchange.policy.credentials import hash_token, new_token
+
+    token = new_token()
+    print(f"token (give to the client, shown once): {token}")
+    print(f"token_hashes entry (put in the config):  {hash_token(token)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exchange", description="Cross-border threat alert exchange: a TAXII 2.1 hub for national CERTs.",
+        epilog="Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error.")
+    parser.add_argument("--version", action="version", version=f"exchange {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", default=str(DEFAULT_CONFIG), help="hub config file (TOML; default: %(default)s)")
+        p.add_argument("--data-dir", help="directory of the hub's SQLite files (overrides hub.data_dir)")
+
+    serve = sub.add_parser("serve", help="run the hub's TAXII 2.1 server",
+                           description="Run the hub: TAXII 2.1 API, durable journal, processor, audit log.")
+    with_config(serve)
+    serve.add_argument("--host", help="address to listen on (overrides hub.host; default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (overrides hub.port; 0 picks a free one)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=cmd_serve)
+
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="action", required=True)
+    check = config.add_parser("check", help="validate a config file without starting the hub")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_config_check)
+
+    audit = sub.add_parser("audit", help="audit log tools").add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", help="verify the hash chain; reports the first broken link")
+    with_config(verify)
+    verify.set_defaults(func=cmd_audit_verify)
+
+    account = sub.add_parser("account", help="credential tools").add_subparsers(dest="action", required=True)
+    hashpw = account.add_parser("hash-password", help="print the scrypt hash of a password for the config")
+    hashpw.add_argument("--stdin", action="store_true", help="read the password from stdin instead of a prompt")
+    hashpw.set_defaults(func=cmd_hash_password)
+    token = account.add_parser("new-token", help="make a bearer API token and its hash for the config")
+    token.set_defaults(func=cmd_new_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"exchange: {exc}", file=sys.stderr)
+        print("hint: `exchange config check FILE` validates a config; see docs/configuration.md", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,163 @@
+"""Configuration: one TOML file, validated against schemas/config.schema.json, into typed settings.
+
+Every option has a default that works on a laptop; command-line flags override the file.
+"""
+
+import tomllib
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import orjson
+
+from exchange.errors import ConfigError
+from exchange.policy.access import Account
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionSettings:
+    id: str
+    alias: str | None
+    title: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRootSettings:
+    path: str
+    title: str
+    description: str
+    default: bool
+    collections: tuple[CollectionSettings, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    title: str
+    description: str
+    contact: str
+    host: str
+    port: int
+    data_dir: Path
+    max_content_length: int
+    max_page_size: int
+    default_page_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    hub: HubSettings
+    api_roots: tuple[ApiRootSettings, ...]
+    accounts: tuple[Account, ...]
+
+    def with_overrides(self, *, host: str | None = None, port: int | None = None,
+                       data_dir: Path | None = None) -> "Settings":
+        hub = replace(
+            self.hub,
+            host=host if host is not None else self.hub.host,
+            port=port if port is not None else self.hub.port,
+            data_dir=data_dir if data_dir is not None else self.hub.data_dir,
+        )
+        return replace(self, hub=hub)
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = orjson.loads((SCHEMA_DIR / name).read_bytes())
+    return schema
+
+
+def _defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    return {k: v["default"] for k, v in schema.get("properties", {}).items() if "default" in v}
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    path = ""
+    for part in error.absolute_path:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def validate_config(raw: dict[str, Any]) -> None:
+    """Raise ConfigError naming the first offending key and the problem."""
+    validator = jsonschema.Draft202012Validator(load_schema("config.schema.json"))
+    errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        raise ConfigError(f"config key '{_key_path(error)}': {error.message}")
+
+
+def load_settings(path: Path) -> Settings:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_settings(raw, base_dir=path.resolve().parent)
+
+
+def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
+    validate_config(raw)
+    schema = load_schema("config.schema.json")["properties"]
+    hub_raw = _defaults(schema["hub"]) | raw.get("hub", {})
+    if hub_raw["default_page_size"] > hub_raw["max_page_size"]:
+        raise ConfigError("config key 'hub.default_page_size': must not exceed hub.max_page_size")
+    data_dir = Path(hub_raw.pop("data_dir"))
+    hub = HubSettings(data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir, **hub_raw)
+    roots = tuple(_api_root(i, r) for i, r in enumerate(raw["api_roots"]))
+    by_name = _collection_names(roots)
+    accounts = tuple(_account(i, a, by_name) for i, a in enumerate(raw.get("accounts", [])))
+    usernames = [a.username for a in accounts]
+    for name in usernames:
+        if usernames.count(name) > 1:
+            raise ConfigError(f"config key 'accounts': username {name!r} is defined twice")
+    return Settings(hub=hub, api_roots=roots, accounts=accounts)
+
+
+def _api_root(index: int, raw: dict[str, Any]) -> ApiRootSettings:
+    collections = tuple(
+        CollectionSettings(id=c["id"], alias=c.get("alias"), title=c["title"],
+                           description=c.get("description", ""))
+        for c in raw["collections"]
+    )
+    return ApiRootSettings(path=raw["path"], title=raw.get("title", ""), description=raw.get("description", ""),
+                           default=raw.get("default", False), collections=collections)
+
+
+def _collection_names(roots: tuple[ApiRootSettings, ...]) -> dict[str, str]:
+    """Map every collection id and alias to its id; both must be unique across the hub."""
+    names: dict[str, str] = {}
+    paths = [r.path for r in roots]
+    for i, root in enumerate(roots):
+        if paths.count(root.path) > 1:
+            raise ConfigError(f"config key 'api_roots[{i}].path': {root.path!r} is used twice")
+        for j, coll in enumerate(root.collections):
+            for name in filter(None, (coll.id, coll.alias)):
+                if name in names:
+                    raise ConfigError(f"config key 'api_roots[{i}].collections[{j}]': "
+                                      f"{name!r} names two collections")
+                names[name] = coll.id
+    if sum(r.default for r in roots) > 1:
+        raise ConfigError("config key 'api_roots': more than one API root has default = true")
+    return names
+
+
+def _account(index: int, raw: dict[str, Any], by_name: dict[str, str]) -> Account:
+    def grants(key: str) -> frozenset[str]:
+        out = set()
+        for name in raw.get(key, []):
+            if name != "*" and name not in by_name:
+                raise ConfigError(f"config key 'accounts[{index}].{key}': no collection named {name!r}")
+            out.add("*" if name == "*" else by_name[name])
+        return frozenset(out)
+
+    if "password_hash" not in raw and not raw.get("token_hashes"):
+        raise ConfigError(f"config key 'accounts[{index}]': needs password_hash or token_hashes")
+    return Account(username=raw["username"], password_hash=raw.get("password_hash"),
+                   token_hashes=tuple(raw.get("token_hashes", [])),
+                   can_read=grants("can_read"), can_write=grants("can_write"))

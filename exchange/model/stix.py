@@ -1,0 +1,76 @@
+"""The STIX object header: the few fields the hub routes and indexes on, read from raw JSON.
+
+Only what TAXII needs is checked here (type, id, spec_version, timestamps); deeper STIX
+semantics belong to normalize/.
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from exchange.errors import InvalidObject
+from exchange.model.timestamps import parse_timestamp
+
+SUPPORTED_SPEC_VERSIONS = frozenset({"2.0", "2.1"})
+# STIX 2.1 section 2.9 (identifier) and 3.1 (type names: 3-250 chars, a-z 0-9 and hyphen).
+_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
+_ID = re.compile(r"^([a-z0-9][a-z0-9-]{1,248}[a-z0-9])--([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                 r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
+UNVERSIONED = 0  # version key of objects with neither `modified` nor `created` (most SCOs)
+
+
+@dataclass(frozen=True, slots=True)
+class StixRecord:
+    """One STIX object as it travels: typed header plus the JSON bytes, never re-parsed downstream."""
+
+    id: str
+    type: str
+    spec_version: str
+    version: int  # microseconds of `modified`, else `created`, else UNVERSIONED
+    revoked: bool
+    content_hash: bytes
+    body: bytes
+
+
+def read_record(obj: Any) -> StixRecord:
+    """Check the header fields of one decoded object and wrap it; InvalidObject says what is wrong."""
+    if not isinstance(obj, dict):
+        raise InvalidObject(f"not a JSON object but {type(obj).__name__}")
+    obj_type = obj.get("type")
+    obj_id = obj.get("id")
+    if not isinstance(obj_type, str) or not obj_type:
+        raise InvalidObject("missing required property 'type'")
+    if not _TYPE.match(obj_type):
+        raise InvalidObject(f"invalid 'type' {obj_type!r}: 3-250 characters of a-z, 0-9 and '-'")
+    if not isinstance(obj_id, str) or not obj_id:
+        raise InvalidObject("missing required property 'id'")
+    match = _ID.match(obj_id)
+    if match is None:
+        raise InvalidObject(f"invalid 'id' {obj_id!r}: expected '<type>--<UUID>'")
+    if match.group(1) != obj_type:
+        raise InvalidObject(f"'id' {obj_id!r} does not start with its type {obj_type!r}")
+    spec_version = obj.get("spec_version")
+    if spec_version is None:
+        raise InvalidObject("missing required property 'spec_version'")
+    if spec_version not in SUPPORTED_SPEC_VERSIONS:
+        raise InvalidObject(f"unsupported 'spec_version' {spec_version!r}: expected 2.1 or 2.0")
+    version = UNVERSIONED
+    for prop in ("created", "modified"):
+        value = obj.get(prop)
+        if value is None:
+            continue
+        try:
+            version = parse_timestamp(value)
+        except ValueError as exc:
+            raise InvalidObject(f"invalid '{prop}': {exc}") from None
+    revoked = obj.get("revoked", False)
+    if not isinstance(revoked, bool):
+        raise InvalidObject(f"invalid 'revoked' {revoked!r}: expected true or false")
+    body = orjson.dumps(obj)
+    return StixRecord(
+        id=obj_id, type=obj_type, spec_version=spec_version, version=version,
+        revoked=revoked, content_hash=hashlib.sha256(body).digest()[:16], body=body,
+    )

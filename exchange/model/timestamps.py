@@ -1,0 +1,40 @@
+"""STIX/TAXII timestamps as integer microseconds since the epoch (UTC).
+
+Integers sort, index and compare in SQL; the text form is rebuilt only at the edge.
+STIX 2.1 section 3.2 requires UTC with a trailing `Z`; precision beyond microseconds is truncated.
+"""
+
+import re
+from datetime import UTC, datetime
+
+_TIMESTAMP = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?Z$"
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def parse_timestamp(text: str) -> int:
+    """Parse a STIX timestamp; ValueError with the offending text when it is not one."""
+    match = _TIMESTAMP.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"not a STIX timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z): {text!r}")
+    year, month, day, hour, minute, second, fraction = match.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+    except ValueError as exc:
+        raise ValueError(f"not a valid date/time: {text!r} ({exc})") from None
+    micros = int((fraction or "0")[:6].ljust(6, "0"))
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + micros
+
+
+def format_timestamp(micros: int) -> str:
+    """Render microseconds as a STIX timestamp with millisecond-or-better precision."""
+    seconds, fraction = divmod(micros, 1_000_000)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:06d}Z"
+
+
+def now_micros() -> int:
+    delta = datetime.now(tz=UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

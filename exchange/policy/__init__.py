@@ -1,0 +1,1 @@
+"""Policy: authentication and authorization decisions (and later TLP and sharing agreements), pure."""

@@ -1,0 +1,1 @@
+"""Store: persistence behind one async interface (exchange.store.base.Store); SQLite by default."""

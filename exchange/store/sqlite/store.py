@@ -1,0 +1,185 @@
+"""The SQLite implementation of the Store interface (objects, versions, status resources)."""
+
+import sqlite3
+from pathlib import Path
+
+import msgpack
+
+from exchange.model.stix import StixRecord
+from exchange.model.timestamps import format_timestamp, now_micros
+from exchange.store.base import (
+    EnvelopeWrite,
+    ObjectQuery,
+    ObjectResult,
+    Outcome,
+    Page,
+    StatusRecord,
+    StoredObject,
+    VersionMatch,
+)
+from exchange.store.sqlite.engine import SQLiteEngine
+from exchange.store.sqlite.schema import MIGRATIONS
+
+_COLUMNS = "date_added, stix_id, type, spec_version, version"
+_FLAGS = {VersionMatch.FIRST: "is_first", VersionMatch.LAST: "is_last"}
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self._engine = SQLiteEngine(path, MIGRATIONS, synchronous=synchronous)
+        self._last_added = 0  # touched only inside writer jobs
+
+    async def start(self) -> None:
+        await self._engine.start()
+        self._last_added = await self._engine.read(
+            lambda c: c.execute("SELECT coalesce(max(date_added), 0) FROM objects").fetchone()[0])
+
+    async def close(self) -> None:
+        await self._engine.close()
+
+    def _next_added(self) -> int:
+        # Monotonic even if the wall clock steps back: date_added is the key of every cursor.
+        self._last_added = max(now_micros(), self._last_added + 1)
+        return self._last_added
+
+    async def write_envelopes(self, writes: list[EnvelopeWrite]) -> list[StatusRecord]:
+        def job(conn: sqlite3.Connection) -> list[StatusRecord]:
+            saved = self._last_added
+            try:
+                return [self._write_envelope(conn, w) for w in writes]
+            except BaseException:
+                self._last_added = saved
+                raise
+
+        return await self._engine.write(job)
+
+    def _write_envelope(self, conn: sqlite3.Connection, write: EnvelopeWrite) -> StatusRecord:
+        results = list(write.status.results)
+        for record in write.records:
+            outcome, date_added = self._insert(conn, write.collection_id, record)
+            version = format_timestamp(record.version or date_added)
+            message = "stored" if outcome is Outcome.STORED else "this version is already stored"
+            results.append(ObjectResult(id=record.id, version=version, outcome=outcome, message=message))
+        status = StatusRecord(id=write.status.id, api_root=write.status.api_root, account=write.status.account,
+                              request_timestamp=write.status.request_timestamp, total=write.status.total,
+                              results=tuple(results))
+        conn.execute(
+            "INSERT OR REPLACE INTO statuses (id, api_root, account, request_timestamp, total, results) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (status.id, status.api_root, status.account, status.request_timestamp, status.total,
+             msgpack.packb([[r.id, r.version, r.outcome.value, r.message] for r in status.results])),
+        )
+        return status
+
+    def _insert(self, conn: sqlite3.Connection, collection: str, rec: StixRecord) -> tuple[Outcome, int]:
+        row = conn.execute(
+            "SELECT min(version), max(version) FROM objects WHERE collection = ? AND stix_id = ?",
+            (collection, rec.id),
+        ).fetchone()
+        lowest, highest = row
+        is_first = lowest is None or rec.version < lowest
+        is_last = highest is None or rec.version > highest
+        date_added = self._next_added()
+        cur = conn.execute(
+            "INSERT INTO objects (date_added, collection, stix_id, type, spec_version, version, is_first, is_last,"
+            " revoked, content_hash, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (collection, stix_id, version) DO NOTHING",
+            (date_added, collection, rec.id, rec.type, rec.spec_version, rec.version, is_first, is_last,
+             rec.revoked, rec.content_hash, rec.body),
+        )
+        if cur.rowcount == 0:
+            existing = conn.execute(
+                "SELECT date_added FROM objects WHERE collection = ? AND stix_id = ? AND version = ?",
+                (collection, rec.id, rec.version),
+            ).fetchone()
+            return Outcome.DUPLICATE, existing[0]
+        if is_last and highest is not None:
+            conn.execute("UPDATE objects SET is_last = 0 WHERE collection = ? AND stix_id = ? AND is_last = 1"
+                         " AND date_added != ?", (collection, rec.id, date_added))
+        if is_first and lowest is not None:
+            conn.execute("UPDATE objects SET is_first = 0 WHERE collection = ? AND stix_id = ? AND is_first = 1"
+                         " AND date_added != ?", (collection, rec.id, date_added))
+        return Outcome.STORED, date_added
+
+    async def query_objects(self, query: ObjectQuery, *, with_body: bool = True) -> Page:
+        where, params = _where(query)
+        columns = _COLUMNS + (", body" if with_body else "")
+        sql = f"SELECT {columns} FROM objects WHERE {where} ORDER BY date_added LIMIT ?"
+
+        def run(conn: sqlite3.Connection) -> list[tuple[int, str, str, str, int, bytes]]:
+            return conn.execute(sql, (*params, query.limit + 1)).fetchall()
+
+        rows = await self._engine.read(run)
+        more = len(rows) > query.limit
+        items = [StoredObject(date_added=r[0], id=r[1], type=r[2], spec_version=r[3], version=r[4],
+                              body=r[5] if with_body else b"") for r in rows[: query.limit]]
+        return Page(items=items, more=more)
+
+    async def delete_objects(self, query: ObjectQuery) -> int:
+        where, params = _where(query)
+
+        def job(conn: sqlite3.Connection) -> int:
+            doomed = conn.execute(f"SELECT DISTINCT stix_id FROM objects WHERE {where}", params).fetchall()
+            count = conn.execute(f"DELETE FROM objects WHERE {where}", params).rowcount
+            for (stix_id,) in doomed:  # the survivors' first/last flags move to the remaining extremes
+                for flag, pick in (("is_first", "min"), ("is_last", "max")):
+                    conn.execute(
+                        f"UPDATE objects SET {flag} = (version = (SELECT {pick}(version) FROM objects"
+                        f" WHERE collection = ?1 AND stix_id = ?2)) WHERE collection = ?1 AND stix_id = ?2",
+                        (query.collection_id, stix_id),
+                    )
+            return count
+
+        return await self._engine.write(job)
+
+    async def get_status(self, status_id: str) -> StatusRecord | None:
+        row = await self._engine.read(lambda c: c.execute(
+            "SELECT id, api_root, account, request_timestamp, total, results FROM statuses WHERE id = ?",
+            (status_id,)).fetchone())
+        if row is None:
+            return None
+        results = tuple(ObjectResult(id=i, version=v, outcome=Outcome(o), message=m)
+                        for i, v, o, m in msgpack.unpackb(row[5]))
+        return StatusRecord(id=row[0], api_root=row[1], account=row[2], request_timestamp=row[3], total=row[4],
+                            results=results)
+
+    async def count_objects(self, collection_id: str) -> int:
+        return await self._engine.read(lambda c: c.execute(
+            "SELECT count(*) FROM objects WHERE collection = ?", (collection_id,)).fetchone()[0])
+
+
+def _in(column: str, values: tuple[object, ...]) -> tuple[str, list[object]]:
+    if len(values) == 1:
+        return f"{column} = ?", list(values)
+    return f"{column} IN ({', '.join('?' * len(values))})", list(values)
+
+
+def _where(query: ObjectQuery) -> tuple[str, list[object]]:
+    clauses = ["collection = ?"]
+    params: list[object] = [query.collection_id]
+    lower = max(query.added_after or 0, query.after_key or 0)
+    if lower:
+        clauses.append("date_added > ?")
+        params.append(lower)
+    for column, values in (("stix_id", query.ids), ("type", query.types), ("spec_version", query.spec_versions)):
+        if values:
+            clause, extra = _in(column, values)
+            clauses.append(clause)
+            params.extend(extra)
+    version_clause = _version_clause(query, params)
+    if version_clause:
+        clauses.append(version_clause)
+    return " AND ".join(clauses), params
+
+
+def _version_clause(query: ObjectQuery, params: list[object]) -> str:
+    if VersionMatch.ALL in query.version_matches:
+        return ""
+    options = [f"{_FLAGS[m]} = 1" for m in query.version_matches]
+    if query.version_times:
+        clause, extra = _in("version", query.version_times)
+        options.append(clause)
+        params.extend(extra)
+    if not options:
+        return ""
+    return options[0] if len(options) == 1 else "(" + " OR ".join(options) + ")"

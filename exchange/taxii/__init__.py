@@ -1,0 +1,1 @@
+"""TAXII 2.1 over HTTP: the aiohttp server (and later the peer client); no business rules."""
