@@ -7,17 +7,20 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import requests
+from aiohttp import web
 
 from exchange.app import build_app, start_site
 from exchange.config import load_settings
 from exchange.policy.credentials import hash_password, hash_token
+from exchange.taxii.context import SERVICES, Services
 
 INBOX = "31110fdc-ecd0-46fd-994f-960c58b21925"
 ALERTS = "2e708668-f712-4202-973a-8e410eea1a3a"
@@ -94,6 +97,18 @@ class Hub:
     base: str  # http://127.0.0.1:PORT
     data_dir: Path
     config: Path
+    app: web.Application | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def call(self, fn: Callable[[Services], Any]) -> Any:
+        """Run fn(services) on the hub's own loop (awaiting it if it is a coroutine) and return its result."""
+        assert self.app is not None and self.loop is not None
+
+        async def run() -> Any:
+            result = fn(self.app[SERVICES])  # type: ignore[index]
+            return await result if asyncio.iscoroutine(result) else result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(60)
 
     @property
     def api(self) -> str:
@@ -112,9 +127,10 @@ def thread_hub(directory: Path, **config: int) -> Iterator[Hub]:
     box: dict[str, object] = {}
 
     async def main() -> None:
-        runner, port = await start_site(build_app(settings), "127.0.0.1", 0)
+        app = build_app(settings)
+        runner, port = await start_site(app, "127.0.0.1", 0)
         stop = asyncio.Event()
-        box["port"], box["stop"], box["loop"] = port, stop, asyncio.get_running_loop()
+        box["port"], box["stop"], box["loop"], box["app"] = port, stop, asyncio.get_running_loop(), app
         ready.set()
         try:
             await stop.wait()
@@ -133,7 +149,8 @@ def thread_hub(directory: Path, **config: int) -> Iterator[Hub]:
     if not ready.wait(30) or "error" in box:
         raise RuntimeError(f"hub did not start: {box.get('error')}")
     try:
-        yield Hub(base=f"http://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path)
+        yield Hub(base=f"http://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path,
+                  app=box["app"], loop=box["loop"])  # type: ignore[arg-type]
     finally:
         loop = box["loop"]
         assert isinstance(loop, asyncio.AbstractEventLoop)

@@ -50,6 +50,14 @@ class Processor:
         self._audit = audit
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._running = asyncio.Event()  # cleared by pause(): an operator (or a test) holds processing
+        self._running.set()
+
+    def pause(self) -> None:
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def wake(self) -> None:
         self._idle.clear()
@@ -63,6 +71,7 @@ class Processor:
         self._wake.set()  # replay whatever a previous run left unprocessed
         while True:
             await self._wake.wait()
+            await self._running.wait()
             self._wake.clear()
             while True:
                 try:

@@ -21,3 +21,15 @@ def test_post_then_read_back_with_taxii2_client(hub: Hub) -> None:
     assert (status.status, status.success_count, status.failure_count) == ("complete", 3, 0)
     ids = [o["id"] for o in coll.get_objects()["objects"]]
     assert ids == [_indicator(i)["id"] for i in range(3)]
+
+
+def test_status_is_pending_until_processed(hub: Hub) -> None:
+    hub.call(lambda svc: svc.processor.pause())
+    coll = Collection(hub.collection_url(), user="alice", password=PASSWORDS["alice"])
+    status = coll.add_objects({"objects": [_indicator(7)]}, wait_for_completion=False)
+    assert (status.status, status.pending_count, status.total_count) == ("pending", 1, 1)
+    status.refresh()
+    assert status.status == "pending"
+    hub.call(lambda svc: svc.processor.resume())
+    status.wait_until_final(poll_interval=0.05, timeout=30)
+    assert (status.status, status.success_count, status.pending_count) == ("complete", 1, 0)
