@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,7 +32,13 @@ from taxii2client.v21 import Collection, Status, as_pages
 try:
     from scripts.medallion_peer import HOST, free_port, run_medallion, stop_process_group, wait_until_ready
 except ImportError:  # run as `python scripts/bench_taxii.py`: scripts/ itself is on sys.path
-    from medallion_peer import HOST, free_port, run_medallion, stop_process_group, wait_until_ready
+    from medallion_peer import (  # type: ignore[no-redef]
+        HOST,
+        free_port,
+        run_medallion,
+        stop_process_group,
+        wait_until_ready,
+    )
 
 REPO = Path(__file__).resolve().parent.parent
 HUB_CONFIG = REPO / "examples" / "hub.toml"
@@ -54,6 +59,7 @@ class Target:
     user: str
     password: str
     pid: int
+    log_path: Path
 
     @property
     def collection_url(self) -> str:
@@ -170,7 +176,7 @@ def describe_http_error(exc: requests.HTTPError) -> str:
 
 
 def peak_rss_kib(pid: int) -> int:
-    """VmHWM (peak resident set) of a process, in KiB; 0 if it is gone."""
+    """VmHWM (peak resident set) of a process, in KiB; 0 if it is gone. Both servers are one process each."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -192,25 +198,34 @@ def check_envelope_fits(target: Target, s: Settings) -> None:
     limit = int(resp.json()["max_content_length"])
     size = len(envelope_bytes(0, s.batch, s))
     if size > limit:
-        raise RuntimeError(
-            f"{target.name}: {s.batch}-object envelope is {size} B > max_content_length {limit}"
-        )
+        raise RuntimeError(f"{target.name}: {s.batch}-object envelope is {size} B > max_content_length {limit}")
 
 
 # --- the two measured phases ----------------------------------------------------------------------------
 
 
-def post_all(target: Target, n: int, s: Settings) -> list[Status]:
-    """POST every envelope from s.threads threads, each with its own session; statuses in POST order."""
-    local = threading.local()
+def open_collections(target: Target, s: Settings, count: int) -> list[Collection]:
+    """Collections with their metadata already fetched, so the timed phases measure only object traffic."""
+    colls = [open_collection(target, s) for _ in range(count)]
+    for coll in colls:
+        coll.refresh()
+    return colls
 
-    def post(batch_no: int) -> Status:
-        if not hasattr(local, "coll"):
-            local.coll = open_collection(target, s)
-        return local.coll.add_objects(envelope_bytes(batch_no, n, s), wait_for_completion=False)
 
-    with ThreadPoolExecutor(max_workers=s.threads, thread_name_prefix="poster") as pool:
-        return list(pool.map(post, range(math.ceil(n / s.batch))))
+def post_all(colls: list[Collection], n: int, s: Settings) -> list[Status]:
+    """POST every envelope, one thread (and session) per collection handle; statuses in POST order."""
+    batches = math.ceil(n / s.batch)
+    statuses: list[Status | None] = [None] * batches
+
+    def post_share(k: int) -> None:
+        for batch_no in range(k, batches, len(colls)):  # envelopes are all alike: static split is fair
+            body = envelope_bytes(batch_no, n, s)
+            statuses[batch_no] = colls[k].add_objects(body, wait_for_completion=False)
+
+    with ThreadPoolExecutor(max_workers=len(colls), thread_name_prefix="poster") as pool:
+        for future in [pool.submit(post_share, k) for k in range(len(colls))]:
+            future.result()  # re-raise a poster's exception here
+    return [st for st in statuses if st is not None]
 
 
 def wait_all_complete(statuses: list[Status], s: Settings) -> tuple[int, list[str]]:
@@ -235,8 +250,9 @@ def wait_all_complete(statuses: list[Status], s: Settings) -> tuple[int, list[st
 
 def measure_ingest(target: Target, n: int, s: Settings, result: RunResult) -> None:
     """Ingest time: first POST until every status resource says `complete`."""
+    colls = open_collections(target, s, s.threads)
     t0 = time.perf_counter()
-    statuses = post_all(target, n, s)
+    statuses = post_all(colls, n, s)
     result.status_polls, problems = wait_all_complete(statuses, s)
     result.ingest_seconds = time.perf_counter() - t0
     result.posts = len(statuses)
@@ -250,7 +266,7 @@ def measure_ingest(target: Target, n: int, s: Settings, result: RunResult) -> No
 
 def measure_read(target: Target, n: int, s: Settings, result: RunResult) -> None:
     """Read time: page the whole collection back with limit=s.page; every object exactly once."""
-    coll = open_collection(target, s)
+    (coll,) = open_collections(target, s, 1)
     max_pages = 2 * math.ceil(n / s.page) + 10  # bound the loop even if `more` never turns false
     seen: set[str] = set()
     count = pages = 0
@@ -264,9 +280,7 @@ def measure_read(target: Target, n: int, s: Settings, result: RunResult) -> None
             raise RuntimeError(f"{target.name}: more than {max_pages} pages for {n} objects; `more` stuck?")
     result.read_seconds = time.perf_counter() - t0
     if count != n or len(seen) != n:
-        raise AssertionError(
-            f"{target.name}: read {count} objects ({len(seen)} distinct) in {pages} pages, want {n}"
-        )
+        raise AssertionError(f"{target.name}: read {count} objects ({len(seen)} distinct) in {pages} pages, want {n}")
 
 
 def run_one(target: Target, n: int, s: Settings) -> RunResult:
@@ -280,6 +294,8 @@ def run_one(target: Target, n: int, s: Settings) -> RunResult:
     except Exception as exc:  # a failed run is reported in the table, the others still run
         result.error = f"{type(exc).__name__}: {exc}"
     result.peak_rss_kib = peak_rss_kib(target.pid)
+    if result.error:  # the server's side of the story, before its temp dir goes away
+        result.notes.append("server log tail:\n" + target.log_path.read_text(errors="replace")[-1500:])
     return result
 
 
@@ -328,6 +344,7 @@ def run_hub(workdir: Path, python: str, config: Path) -> Iterator[Target]:
             user=HUB_USER,
             password=HUB_PASSWORD,
             pid=proc.pid,
+            log_path=log_path,
         )
     finally:
         stop_process_group(proc)
@@ -336,16 +353,20 @@ def run_hub(workdir: Path, python: str, config: Path) -> Iterator[Target]:
 
 
 def bench_medallion(workdir: Path, n: int, s: Settings) -> RunResult:
-    with run_medallion(workdir) as peer:
-        target = Target(
-            name="medallion",
-            api_root_url=peer.api_root_url,
-            collection_id=peer.collection_id,
-            user=peer.user,
-            password=peer.password,
-            pid=peer.pid,
-        )
-        return run_one(target, n, s)
+    try:
+        with run_medallion(workdir) as peer:
+            target = Target(
+                name="medallion",
+                api_root_url=peer.api_root_url,
+                collection_id=peer.collection_id,
+                user=peer.user,
+                password=peer.password,
+                pid=peer.pid,
+                log_path=peer.log_path,
+            )
+            return run_one(target, n, s)
+    except RuntimeError as exc:  # did not start
+        return RunResult(target="medallion", n=n, error=str(exc))
 
 
 def bench_hub(workdir: Path, n: int, s: Settings, python: str, config: Path) -> RunResult:
@@ -360,7 +381,7 @@ def announce(label: str, run: Callable[[], RunResult]) -> RunResult:
     print(f"running {label} ...", file=sys.stderr, flush=True)
     result = run()
     if result.error:
-        print(f"  FAILED: {result.error}", file=sys.stderr, flush=True)
+        print(f"  FAILED: {result.error}", *result.notes, sep="\n  ", file=sys.stderr, flush=True)
     else:
         print(
             f"  ingest {result.ingest_rate:,.0f} obj/s, read {result.read_rate:,.0f} obj/s, "
@@ -387,6 +408,9 @@ def print_comparison(med: RunResult, hub: RunResult) -> None:
     ):
         print(f"{label:<16}{fmt(m):>14}{fmt(h):>14}{fmt(h / m, ',.1f') + 'x':>16}")
     print(f"{'peak RSS MiB':<16}{med.peak_rss_kib / 1024:>14,.0f}{hub.peak_rss_kib / 1024:>14,.0f}")
+    for r in (med, hub):
+        if r.error:
+            print(f"{r.target} FAILED: {r.error[:300]}")
 
 
 def print_scaling(runs: list[RunResult]) -> None:
@@ -467,9 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "settings": asdict(s),
             "cpus": os.cpu_count(),
-            "comparison": (
-                {"medallion": med.as_json(), "hub": hub_same.as_json()} if med and hub_same else None
-            ),
+            "comparison": ({"medallion": med.as_json(), "hub": hub_same.as_json()} if med and hub_same else None),
             "scaling": [r.as_json() for r in scaling],
         }
         args.json.write_text(json.dumps(doc, indent=2, default=str))

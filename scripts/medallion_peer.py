@@ -204,9 +204,7 @@ def run_medallion(tmpdir: str | os.PathLike[str], python: str | None = None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--seconds", type=float, default=0.0, help="serve this long, then stop (0 = until ^C)"
-    )
+    parser.add_argument("--seconds", type=float, default=0.0, help="serve this long, then stop (0 = until ^C)")
     args = parser.parse_args(argv)
     # Turn SIGTERM into an exception so the context manager's cleanup runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

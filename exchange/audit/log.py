@@ -60,7 +60,7 @@ def link_hash(prev: bytes, seq: int, at: int, kind: str, account: str, subject: 
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._engine = SQLiteEngine(path, MIGRATIONS, readers=1, synchronous="FULL")
+        self._engine = SQLiteEngine(path, MIGRATIONS, readers=1, synchronous="FULL", cache_mib=4)
 
     async def start(self) -> None:
         await self._engine.start()

@@ -48,7 +48,7 @@ class Envelope:
 
 class Journal:
     def __init__(self, path: Path) -> None:
-        self._engine = SQLiteEngine(path, MIGRATIONS, readers=2, synchronous="FULL")
+        self._engine = SQLiteEngine(path, MIGRATIONS, readers=2, synchronous="FULL", cache_mib=4)
 
     async def start(self) -> None:
         await self._engine.start()

@@ -31,7 +31,7 @@ class _Job:
     error: BaseException | None = field(default=None)
 
 
-def _connect(path: Path, *, readonly: bool, synchronous: str) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, synchronous: str, cache_mib: int) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
                                isolation_level=None)
@@ -40,7 +40,7 @@ def _connect(path: Path, *, readonly: bool, synchronous: str) -> sqlite3.Connect
         conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache per connection
+    conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")  # per connection: bounds the hub's memory
     return conn
 
 
@@ -48,11 +48,12 @@ class SQLiteEngine:
     """Owns one database file: migrations at start, `write` and `read` for the stages' SQL."""
 
     def __init__(self, path: Path, migrations: Sequence[str], *, readers: int = 4,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", cache_mib: int = 16) -> None:
         self.path = path
         self._migrations = migrations
         self._synchronous = synchronous
         self._readers = readers
+        self._cache_mib = cache_mib
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -63,7 +64,7 @@ class SQLiteEngine:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = _connect(self.path, readonly=False, synchronous=self._synchronous)
+        conn = _connect(self.path, readonly=False, synchronous=self._synchronous, cache_mib=self._cache_mib)
         await asyncio.to_thread(self._migrate, conn)
         self._slots = asyncio.Semaphore(MAX_PENDING_WRITES)
         self._writer = threading.Thread(target=self._write_loop, args=(conn,), name=f"sqlite-writer:{self.path.name}",
@@ -109,7 +110,7 @@ class SQLiteEngine:
     def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, readonly=True, synchronous=self._synchronous)
+            conn = _connect(self.path, readonly=True, synchronous=self._synchronous, cache_mib=self._cache_mib)
             self._local.conn = conn
             with self._conns_lock:
                 self._read_conns.append(conn)

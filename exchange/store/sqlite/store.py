@@ -26,7 +26,7 @@ _FLAGS = {VersionMatch.FIRST: "is_first", VersionMatch.LAST: "is_last"}
 
 class SQLiteStore:
     def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
-        self._engine = SQLiteEngine(path, MIGRATIONS, synchronous=synchronous)
+        self._engine = SQLiteEngine(path, MIGRATIONS, synchronous=synchronous, cache_mib=32)
         self._last_added = 0  # touched only inside writer jobs
 
     async def start(self) -> None:
@@ -55,8 +55,9 @@ class SQLiteStore:
 
     def _write_envelope(self, conn: sqlite3.Connection, write: EnvelopeWrite) -> StatusRecord:
         results = list(write.status.results)
+        extremes = _version_extremes(conn, write.collection_id, {r.id for r in write.records})
         for record in write.records:
-            outcome, date_added = self._insert(conn, write.collection_id, record)
+            outcome, date_added = self._insert(conn, write.collection_id, record, extremes)
             version = format_timestamp(record.version or date_added)
             message = "stored" if outcome is Outcome.STORED else "this version is already stored"
             results.append(ObjectResult(id=record.id, version=version, outcome=outcome, message=message))
@@ -71,12 +72,9 @@ class SQLiteStore:
         )
         return status
 
-    def _insert(self, conn: sqlite3.Connection, collection: str, rec: StixRecord) -> tuple[Outcome, int]:
-        row = conn.execute(
-            "SELECT min(version), max(version) FROM objects WHERE collection = ? AND stix_id = ?",
-            (collection, rec.id),
-        ).fetchone()
-        lowest, highest = row
+    def _insert(self, conn: sqlite3.Connection, collection: str, rec: StixRecord,
+                extremes: dict[str, tuple[int, int]]) -> tuple[Outcome, int]:
+        lowest, highest = extremes.get(rec.id, (None, None))
         is_first = lowest is None or rec.version < lowest
         is_last = highest is None or rec.version > highest
         date_added = self._next_added()
@@ -99,6 +97,8 @@ class SQLiteStore:
         if is_first and lowest is not None:
             conn.execute("UPDATE objects SET is_first = 0 WHERE collection = ? AND stix_id = ? AND is_first = 1"
                          " AND date_added != ?", (collection, rec.id, date_added))
+        extremes[rec.id] = (min(rec.version, lowest if lowest is not None else rec.version),
+                            max(rec.version, highest if highest is not None else rec.version))
         return Outcome.STORED, date_added
 
     async def query_objects(self, query: ObjectQuery, *, with_body: bool = True) -> Page:
@@ -146,6 +146,20 @@ class SQLiteStore:
     async def count_objects(self, collection_id: str) -> int:
         return await self._engine.read(lambda c: c.execute(
             "SELECT count(*) FROM objects WHERE collection = ?", (collection_id,)).fetchone()[0])
+
+
+def _version_extremes(conn: sqlite3.Connection, collection: str, ids: set[str]) -> dict[str, tuple[int, int]]:
+    """Lowest and highest stored version of each id, in one query per envelope instead of one per object."""
+    found: dict[str, tuple[int, int]] = {}
+    id_list = list(ids)
+    for start in range(0, len(id_list), 500):  # stay under SQLite's host-parameter limit
+        chunk = id_list[start:start + 500]
+        rows = conn.execute(
+            f"SELECT stix_id, min(version), max(version) FROM objects INDEXED BY objects_by_version"
+            f" WHERE collection = ? AND stix_id IN ({', '.join('?' * len(chunk))}) GROUP BY stix_id",
+            (collection, *chunk)).fetchall()
+        found.update((r[0], (r[1], r[2])) for r in rows)
+    return found
 
 
 def _source(query: ObjectQuery) -> str:

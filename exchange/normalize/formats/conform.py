@@ -1,0 +1,34 @@
+"""Screening of library-made STIX 2.1 (stix2-elevator, misp-stix) through stix2-validator (normalize stage).
+
+Those converters do not promise valid output (schemeless `url` values, missing `target_ref`, elevator
+placeholders in patterns, ids that are not RFC 4122 UUIDs), so each object they make is checked against
+the STIX 2.1 MUSTs and rejected alone when it fails. Slow (~5 ms an object: the validator reloads its
+schemas per call), which is why the STIX 2.x hot path does not use it; callers run this in worker threads.
+"""
+
+from typing import Any
+
+from exchange.normalize.formats.result import ReadResult, Reject, locate
+
+
+def keep_conforming(objects: list[dict[str, Any]], name: str, origin: str) -> ReadResult:
+    """Objects that pass stix2-validator's MUST checks; the others as rejects naming `origin`'s output index."""
+    from stix2validator import ValidationOptions, validate_instance  # lazy: heavy import, slow paths only
+
+    # strict=False: SHOULD-level findings (vocabularies, kill-chain naming) are the producer's business
+    # and no reason to drop intelligence; only MUST violations make an object unusable.
+    options = ValidationOptions(version="2.1", strict=False)
+    kept: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    for index, obj in enumerate(objects):
+        where = locate(name, f"{origin}[{index}]")
+        try:
+            results = validate_instance(obj, options)
+        except Exception as exc:  # the validator raises on some malformed input instead of reporting it
+            rejects.append(Reject(where, f"{obj.get('id', '?')}: stix2-validator failed: {exc!r}"))
+            continue
+        if results.is_valid:
+            kept.append(obj)
+        else:
+            rejects.append(Reject(where, str(results.errors[0])))  # the message starts with the object id
+    return ReadResult(kept, rejects)

@@ -1,0 +1,84 @@
+"""STIX 1.x XML packages elevated to STIX 2.1 with stix2-elevator (normalize stage; blocking, run off the loop)."""
+
+import contextlib
+import functools
+import io
+import threading
+import warnings
+from types import ModuleType
+from typing import Any
+
+import orjson
+
+from exchange.normalize.formats.conform import keep_conforming
+from exchange.normalize.formats.result import ReadResult, Reject, locate, strip_bom
+
+STIX1_NAMESPACE = "http://stix.mitre.org/stix-1"
+_PACKAGE_TAG = f"{{{STIX1_NAMESPACE}}}STIX_Package"
+
+# stix2-elevator keeps its options and id mappings in module globals and clears them per document, so two
+# threads elevating at once would mix their packages: one document at a time, process-wide.
+_ELEVATOR_LOCK = threading.Lock()
+
+_ELEVATOR_OPTIONS: dict[str, Any] = {
+    "spec_version": "2.1",
+    "silent": True,  # no elevator messages on stderr (they are per-object notes, not errors we act on)
+    "log_level": "CRITICAL",
+    "validator_args": "--silent",  # elevate() always validates its output; at least let it not print
+    "missing_policy": "add-to-description",  # STIX 1.x content with no 2.1 home lands in descriptions,
+    #                                          not in custom properties our validator gate would flag
+    "policy": "no_policy",  # return the bundle even when the elevator had something to say
+    "incidents": True,
+    "infrastructure": True,
+}
+
+
+def read_stix1(data: bytes, name: str = "") -> ReadResult:
+    """A STIX 1.x package as the STIX 2.1 objects stix2-elevator makes of it, invalid ones rejected."""
+    elevator, stixmarx, mixbox_xml = _libraries()
+    try:
+        # Parsed here, not by elevate(bytes): that would treat input naming an existing local file as a path,
+        # and here a syntax error keeps its line. mixbox's parser resolves no entities and no network.
+        tree = mixbox_xml.get_etree(io.BytesIO(strip_bom(data)))
+    except Exception as exc:  # lxml.etree.XMLSyntaxError and friends
+        return ReadResult([], [Reject(locate(name, getattr(exc, "lineno", 1) or 1), f"not well-formed XML: {exc}")])
+    root = tree.getroot()
+    if root.tag != _PACKAGE_TAG:
+        return ReadResult([], [Reject(locate(name, root.sourceline or 1),
+                                      f"root element is {root.tag}, not a STIX 1.x STIX_Package")])
+    try:
+        with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()):
+            # redirect: elevate() prints a "not for production" banner on stdout, which must not end up in
+            # `exchange normalize`'s bundle. The lock keeps the swap of sys.stdout short and exclusive.
+            elevator.options.initialize_options(options=dict(_ELEVATOR_OPTIONS))
+            output = elevator.elevate(stixmarx.parse(tree))
+    except KeyError as exc:
+        if exc.args == ("objects",):  # stix2-elevator 4.1.7 crashes instead of returning an empty bundle
+            return ReadResult([], [Reject(locate(name, 1), "stix2-elevator made no STIX 2.1 objects of it")])
+        return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
+    except Exception as exc:  # the elevator has no error contract; any failure rejects the document
+        return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
+    if output is None:
+        return ReadResult([], [Reject(locate(name, 1), "stix2-elevator could not convert it")])
+    return keep_conforming(orjson.loads(output).get("objects", []), name, "objects")
+
+
+@functools.cache
+def _libraries() -> tuple[ModuleType, ModuleType, ModuleType]:
+    """Import stix2-elevator (~2 s) on first use, with the two workarounds it needs today."""
+    import lxml.etree
+
+    if not hasattr(lxml.etree, "_ElementStringResult"):
+        # stixmarx 1.0.8 tests isinstance(node, etree._ElementStringResult), a name lxml removed in 5.1.1
+        # (oasis-open/cti-stix-elevator#295, open). Since then every XPath string result is an
+        # _ElementUnicodeResult, so the alias keeps the check's meaning.
+        lxml.etree._ElementStringResult = lxml.etree._ElementUnicodeResult  # type: ignore[attr-defined]
+    # python-stix warns on each deprecated field it meets while parsing; the elevator maps them anyway.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"stix\.utils\.deprecated")
+    with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()):  # maec's import can print a numpy notice
+        import mixbox.xml
+        import stix2elevator
+        import stix2elevator.options
+        import stixmarx
+
+    return stix2elevator, stixmarx, mixbox.xml

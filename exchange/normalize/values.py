@@ -1,0 +1,286 @@
+"""Normalize stage: one canonical text per indicator value (IP, CIDR, domain, URL, e-mail, hash).
+
+Pure functions; a value that cannot be canonicalized raises InvalidObject with the reason.
+"""
+
+import ipaddress
+import re
+from enum import StrEnum
+
+import idna
+
+from exchange.errors import InvalidObject
+
+
+class ValueKind(StrEnum):
+    IPV4 = "ipv4"
+    IPV6 = "ipv6"
+    IPV4_CIDR = "ipv4-cidr"
+    IPV6_CIDR = "ipv6-cidr"
+    DOMAIN = "domain"
+    URL = "url"
+    EMAIL = "email"
+    MD5 = "md5"
+    SHA1 = "sha1"
+    SHA256 = "sha256"
+    SHA512 = "sha512"
+
+
+# The STIX 2.1 hash-algorithm-ov spellings (section 10.7); the -224/-384 lengths are not in the vocabulary but are
+# spelled the same way so that a peer's "sha384" and "SHA-384" still meet.
+HASH_NAMES: dict[ValueKind, str] = {
+    ValueKind.MD5: "MD5",
+    ValueKind.SHA1: "SHA-1",
+    ValueKind.SHA256: "SHA-256",
+    ValueKind.SHA512: "SHA-512",
+}
+_HEX_HASH_LENGTHS = {
+    "MD5": 32, "SHA-1": 40, "SHA-224": 56, "SHA-256": 64, "SHA-384": 96, "SHA-512": 128,
+    "SHA3-224": 56, "SHA3-256": 64, "SHA3-384": 96, "SHA3-512": 128,
+}  # fmt: skip
+_HASH_NAME_BY_SQUASHED = {
+    name.replace("-", ""): name for name in (*_HEX_HASH_LENGTHS, "SSDEEP", "TLSH")
+}
+_HASH_KIND_BY_NAME = {name: kind for kind, name in HASH_NAMES.items()}
+_HASH_KIND_BY_LENGTH = {_HEX_HASH_LENGTHS[name]: kind for kind, name in HASH_NAMES.items()}
+_IP_KINDS = {4: (ValueKind.IPV4, ValueKind.IPV4_CIDR), 6: (ValueKind.IPV6, ValueKind.IPV6_CIDR)}
+_HEX = re.compile(r"[0-9a-f]+")
+
+# LDH labels plus "_": underscores are not valid in host names but are common in real DNS names (_dmarc, SRV
+# records) and in malicious domains, so rejecting them would drop real indicators. RFC 1035 section 2.3.4 limits.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_MAX_DOMAIN = 253
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# Default ports of the WHATWG URL standard's special schemes (section 4.1); file has no port.
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
+_PUBLIC_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+
+# Last labels that, in an untyped IOC list, are file names rather than domains. Nearly all are not delegated TLDs,
+# so a real domain is never lost; "zip" and "mov" ARE gTLDs, listed anyway because "invoice.zip" in a text feed
+# is overwhelmingly a file. Typed inputs (STIX, MISP, CSV with a type column) never go through this guess.
+_FILE_EXTENSIONS = frozenset({
+    "apk", "asp", "aspx", "bat", "bmp", "chm", "class", "cmd", "cpl", "csv", "dat", "dll", "dmg", "doc", "docm",
+    "docx", "dotm", "drv", "dylib", "elf", "eml", "exe", "gif", "gz", "hta", "htm", "html", "img", "ini", "iso",
+    "jar", "jpeg", "jpg", "js", "jse", "jsp", "lnk", "log", "mov", "msg", "msi", "ocx", "ods", "odt", "pdf", "php",
+    "png", "ppt", "pptm", "pptx", "rar", "rtf", "scr", "svg", "sys", "tar", "tgz", "tmp", "txt", "vbe", "vbs",
+    "vhd", "vhdx", "wsf", "xls", "xlsb", "xlsm", "xlsx", "xml", "xz", "zip",
+})  # fmt: skip
+
+
+def normalize_value(kind: ValueKind, raw: str) -> str:
+    """The canonical text of `raw` read as `kind`; a /32 or /128 CIDR comes back as the bare host."""
+    return canonical(kind, raw)[1]
+
+
+def canonical(kind: ValueKind, raw: str) -> tuple[ValueKind, str]:
+    """The canonical (kind, text) of `raw`: the kind changes when a CIDR is a single host, or an IP is a network."""
+    value = raw.strip()
+    if not value:
+        raise InvalidObject(f"empty {kind} value")
+    match kind:
+        case ValueKind.IPV4 | ValueKind.IPV4_CIDR:
+            return _canonical_ip(value, 4)
+        case ValueKind.IPV6 | ValueKind.IPV6_CIDR:
+            return _canonical_ip(value, 6)
+        case ValueKind.DOMAIN:
+            return kind, normalize_domain(value)
+        case ValueKind.URL:
+            return kind, _normalize_url(value)
+        case ValueKind.EMAIL:
+            return kind, _normalize_email(value)
+    return kind, normalize_hash(HASH_NAMES[kind], value)
+
+
+def canonical_hash_name(name: str) -> str:
+    """The STIX spelling of a hash algorithm name ('sha256', 'SHA256', 'sha-256' -> 'SHA-256'); unknown names
+    (custom hashes are allowed by STIX 2.1 section 2.7) are kept as given."""
+    squashed = name.upper().replace("-", "").replace("_", "")
+    return _HASH_NAME_BY_SQUASHED.get(squashed, name)
+
+
+def hash_kind(name: str) -> ValueKind | None:
+    """The ValueKind of a hash algorithm name in any spelling, if it is one of the four the hub types."""
+    return _HASH_KIND_BY_NAME.get(canonical_hash_name(name))
+
+
+def normalize_hash(name: str, raw: str) -> str:
+    """Hex digests lower-case and length-checked; fuzzy hashes (SSDEEP, TLSH) and custom hashes untouched."""
+    name = canonical_hash_name(name)
+    length = _HEX_HASH_LENGTHS.get(name)
+    value = raw.strip()
+    if length is None:
+        return value
+    digest = value.lower()
+    if not _HEX.fullmatch(digest):
+        raise InvalidObject(f"{name} hash {raw!r} is not hexadecimal")
+    if len(digest) != length:
+        raise InvalidObject(f"{name} hash must have {length} hex digits, {raw!r} has {len(digest)}")
+    return digest
+
+
+def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
+    host_kind, net_kind = _IP_KINDS[version]
+    try:
+        net = ipaddress.ip_network(value, strict=False) if "/" in value else None
+        addr = net.network_address if net is not None else ipaddress.ip_address(value)
+    except ValueError as exc:
+        raise InvalidObject(f"{value!r} is not an IPv{version} address or CIDR: {exc}") from None
+    if addr.version != version:
+        raise InvalidObject(f"{value!r} is an IPv{addr.version} value, not IPv{version}")
+    if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
+        raise InvalidObject(f"{value!r} carries an IPv6 zone id, which means nothing outside one host")
+    if net is None or net.prefixlen == net.max_prefixlen:
+        return host_kind, _address_text(addr)
+    # strict=False masked the host bits: 10.1.2.3/8 names the network 10.0.0.0/8 (STIX 2.1 section 6.4.1).
+    return net_kind, f"{_address_text(addr)}/{net.prefixlen}"
+
+
+def _address_text(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    # RFC 5952 text. Python < 3.13 prints IPv4-mapped addresses as ::ffff:102:304 and 3.13 as ::ffff:1.2.3.4
+    # (RFC 5952 section 5); ids hash this text, so it is spelled out here rather than left to the runtime.
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return f"::ffff:{addr.ipv4_mapped}"
+    return str(addr)
+
+
+def normalize_domain(raw: str) -> str:
+    """Lower-case A-labels, one trailing dot dropped, every label checked (RFC 1035 lengths, LDH plus '_')."""
+    name = raw.strip()
+    if name.isascii():
+        name = name.lower()
+    else:
+        try:  # UTS 46 mapping: case folding, NFC, full-width dots (IDNA 2008 as browsers apply it)
+            name = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        except idna.IDNAError as exc:
+            raise InvalidObject(f"domain {raw!r}: {exc}") from None
+    name = name.removesuffix(".")
+    labels = [_a_label(label, raw) for label in name.split(".")]
+    name = ".".join(labels)
+    if len(name) > _MAX_DOMAIN:
+        raise InvalidObject(f"domain {raw!r} is longer than {_MAX_DOMAIN} characters")
+    if labels[-1].isdigit():
+        # RFC 3696 section 2: a top-level label is never all-numeric; such a "domain" is an IP address or junk.
+        raise InvalidObject(f"domain {raw!r} has an all-numeric top-level label")
+    return name
+
+
+def _a_label(label: str, raw: str) -> str:
+    if not label.isascii():
+        try:
+            label = idna.alabel(label).decode("ascii")
+        except idna.IDNAError:
+            # IDNA 2008 refuses symbols such as emoji that IDNA 2003 allowed and that live on in registered names
+            # (xn--ls8h.la); Python's own codec implements IDNA 2003 and is the fallback for those.
+            try:
+                label = label.encode("idna").decode("ascii").lower()
+            except UnicodeError as exc:
+                raise InvalidObject(f"domain {raw!r}: label {label!r} is not a valid IDN label: {exc}") from None
+    if not label:
+        raise InvalidObject(f"domain {raw!r} has an empty label")
+    if not _LABEL.fullmatch(label):
+        raise InvalidObject(f"domain {raw!r}: label {label!r} must be 1-63 letters, digits, '-' or '_', not "
+                            "starting or ending with '-'")
+    return label
+
+
+def _normalize_url(raw: str) -> str:
+    """scheme://[userinfo@]host[:port] canonicalized; everything from the path on is kept byte for byte, because
+    percent-encoding and path segments are significant to the server that serves them."""
+    match = _SCHEME.match(raw)
+    if match is None:
+        raise InvalidObject(f"URL {raw!r} does not start with scheme:// (STIX 2.1 section 6.13 needs RFC 3986 URLs)")
+    scheme = match.group(1).lower()
+    rest = raw[match.end():]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = authority.rpartition("@")
+    host, port = _split_port(hostport, raw)
+    if not host and scheme != "file":
+        raise InvalidObject(f"URL {raw!r} has no host")
+    host = _url_host(host, raw) if host else ""
+    if port is not None and port == _DEFAULT_PORTS.get(scheme):
+        port = None
+    if scheme in _DEFAULT_PORTS and not tail.startswith("/"):
+        # RFC 3986 section 6.2.3: for http(s) and the other special schemes an empty path and "/" are the same
+        # resource (http://example.com == http://example.com/); other schemes keep what they were given.
+        tail = "/" + tail
+    port_text = "" if port is None else f":{port}"
+    return f"{scheme}://{userinfo}{at}{host}{port_text}{tail}"
+
+
+def _split_port(hostport: str, raw: str) -> tuple[str, int | None]:
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        host, after = hostport[: close + 1], hostport[close + 1 :]
+        if close < 0 or (after and not after.startswith(":")):
+            raise InvalidObject(f"URL {raw!r} has a malformed [IPv6] host")
+        port_text = after[1:] if after else ""
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not port_text:
+        return host, None  # "host:" with an empty port means the default port (RFC 3986 section 3.2.3)
+    if not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
+        raise InvalidObject(f"URL {raw!r} has an invalid port {port_text!r}")
+    return host, int(port_text)
+
+
+def _url_host(host: str, raw: str) -> str:
+    if host.startswith("["):
+        return f"[{_canonical_ip(host[1:-1], 6)[1]}]"
+    try:
+        addr = ipaddress.IPv4Address(host)
+    except ValueError:
+        return normalize_domain(host)
+    return str(addr)
+
+
+def _normalize_email(raw: str) -> str:
+    # The local part is case-sensitive by RFC 5321 section 2.4, so only the domain is folded.
+    local, at, domain = raw.rpartition("@")
+    if not at or not local or not domain:
+        raise InvalidObject(f"e-mail address {raw!r} needs local@domain")
+    if any(c.isspace() for c in local):
+        raise InvalidObject(f"e-mail address {raw!r} has white space in its local part")
+    return f"{local}@{normalize_domain(domain)}"
+
+
+def infer_kind(raw: str) -> ValueKind | None:
+    """Guess the kind of an untyped value from a CSV or text list by its shape; None when nothing fits."""
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value):
+        return None
+    if _SCHEME.match(value):
+        return ValueKind.URL
+    if "/" in value:
+        return _ip_kind(value, network=True)
+    if (kind := _ip_kind(value, network=False)) is not None:
+        return kind
+    if _HEX.fullmatch(value.lower()):
+        return _HASH_KIND_BY_LENGTH.get(len(value))
+    if "@" in value:
+        local, _, domain = value.rpartition("@")
+        return ValueKind.EMAIL if local and _looks_like_domain(domain) else None
+    return ValueKind.DOMAIN if _looks_like_domain(value) else None
+
+
+def _ip_kind(value: str, *, network: bool) -> ValueKind | None:
+    try:
+        if network:
+            net = ipaddress.ip_network(value, strict=False)
+            return ValueKind.IPV4_CIDR if net.version == 4 else ValueKind.IPV6_CIDR
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    return ValueKind.IPV4 if addr.version == 4 else ValueKind.IPV6
+
+
+def _looks_like_domain(value: str) -> bool:
+    # At least two labels and a TLD that could be delegated (letters, or an IDN A-label), not a file extension.
+    if "." not in value.rstrip("."):
+        return False
+    try:
+        name = normalize_domain(value)
+    except InvalidObject:
+        return False
+    tld = name.rpartition(".")[2]
+    return tld not in _FILE_EXTENSIONS and _PUBLIC_TLD.fullmatch(tld) is not None
