@@ -25,6 +25,16 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                                    data_dir=Path(args.data_dir).resolve() if args.data_dir else None)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0-65535")
+    return port
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from exchange.app import serve
 
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the hub: TAXII 2.1 API, durable journal, processor, audit log.")
     with_config(serve)
     serve.add_argument("--host", help="address to listen on (overrides hub.host; default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="TCP port (overrides hub.port; 0 picks a free one)")
+    serve.add_argument("--port", type=_port, help="TCP port (overrides hub.port; 0 picks a free one)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=cmd_serve)
 

@@ -88,7 +88,11 @@ def validate_config(raw: dict[str, Any]) -> None:
     errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
     if errors:
         error = errors[0]
-        raise ConfigError(f"config key '{_key_path(error)}': {error.message}")
+        key = _key_path(error)
+        if "password_hash" in key or "token_hashes" in key:  # the value may be a pasted plaintext secret
+            raise ConfigError(f"config key '{key}': not a credential hash; make one with "
+                              "`exchange account hash-password` or `exchange account new-token`")
+        raise ConfigError(f"config key '{key}': {error.message}")
 
 
 def load_settings(path: Path) -> Settings:

@@ -7,13 +7,14 @@ before a crash is processed after it. Processing is idempotent (the store upsert
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import orjson
 
 from exchange.audit.log import AuditEntry, AuditKind, AuditLog
 from exchange.errors import InvalidObject
 from exchange.ingest.journal import Envelope, Journal
-from exchange.model.stix import StixRecord, read_record
+from exchange.model.stix import StixRecord, object_ref, read_record
 from exchange.store.base import EnvelopeWrite, ObjectResult, Outcome, StatusRecord, Store
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ def prepare(env: Envelope) -> EnvelopeWrite:
     rejected: list[ObjectResult] = []
     try:
         objects = orjson.loads(env.body)["objects"]
+        if not isinstance(objects, list):
+            raise TypeError("'objects' is not a list")
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:  # checked at POST; kept for old journals
         objects = []
         rejected.append(ObjectResult(id="", version="", outcome=Outcome.REJECTED, message=f"bad envelope: {exc}"))
@@ -34,13 +37,25 @@ def prepare(env: Envelope) -> EnvelopeWrite:
         try:
             records.append(read_record(obj))
         except InvalidObject as exc:
-            ident = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else ""
-            version = obj.get("modified") if isinstance(obj, dict) and isinstance(obj.get("modified"), str) else ""
+            ident, version = object_ref(obj)
             rejected.append(ObjectResult(id=ident, version=version, outcome=Outcome.REJECTED,
                                          message=f"objects[{index}]: {exc}"))
+        except Exception as exc:  # a checker bug must reject one object, never wedge the journal
+            log.exception("unexpected error checking objects[%d] of status %s", index, env.status_id)
+            ident, version = object_ref(obj)
+            rejected.append(ObjectResult(id=ident, version=version, outcome=Outcome.REJECTED,
+                                         message=f"objects[{index}]: could not be checked ({type(exc).__name__})"))
     status = StatusRecord(id=env.status_id, api_root=env.api_root, account=env.account,
                           request_timestamp=env.received_at, total=env.total, results=tuple(rejected))
     return EnvelopeWrite(collection_id=env.collection_id, records=records, status=status)
+
+
+def stored_entry(collection_id: str, status: StatusRecord, *, replayed: bool = False) -> AuditEntry:
+    payload: dict[str, Any] = {"status_id": status.id,
+                               "objects": [[r.id, r.version, r.outcome.value] for r in status.results]}
+    if replayed:  # the crash may have come before or after the first entry: at-least-once, never missing
+        payload["replayed"] = True
+    return AuditEntry(AuditKind.OBJECTS_STORED, status.account, collection_id, payload)
 
 
 class Processor:
@@ -88,17 +103,16 @@ class Processor:
                 self._idle.set()
 
     async def _process(self, envelopes: list[Envelope]) -> None:
-        fresh = [e for e in envelopes if await self._store.get_status(e.status_id) is None]
+        done = await self._store.get_statuses([e.status_id for e in envelopes])
+        fresh = [e for e in envelopes if e.status_id not in done]
         writes = await asyncio.to_thread(lambda: [prepare(e) for e in fresh])
         statuses = await self._store.write_envelopes(writes) if writes else []
-        entries = [
-            AuditEntry(AuditKind.OBJECTS_STORED, s.account, w.collection_id,
-                       {"status_id": s.id, "objects": [[r.id, r.version, r.outcome.value] for r in s.results]})
-            for w, s in zip(writes, statuses, strict=True)
-        ]
-        if entries:
-            await self._audit.append(*entries)
-        await self._journal.mark_processed([e.seq for e in envelopes])
+        # Stored before a crash but not marked processed: the audit entry may be missing, so write it again.
+        entries = [stored_entry(e.collection_id, done[e.status_id], replayed=True)
+                   for e in envelopes if e.status_id in done]
+        entries += [stored_entry(w.collection_id, s) for w, s in zip(writes, statuses, strict=True)]
+        await asyncio.gather(self._audit.append(*entries),
+                             self._journal.mark_processed([e.seq for e in envelopes]))
         for w, s in zip(writes, statuses, strict=True):
             log.info("envelope processed status=%s account=%s collection=%s succeeded=%d failed=%d",
                      s.id, s.account, w.collection_id, s.success_count, s.failure_count)

@@ -16,9 +16,16 @@ from exchange.model.timestamps import parse_timestamp
 
 SUPPORTED_SPEC_VERSIONS = frozenset({"2.0", "2.1"})
 # STIX 2.1 section 2.9 (identifier) and 3.1 (type names: 3-250 chars, a-z 0-9 and hyphen).
-_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
-_ID = re.compile(r"^([a-z0-9][a-z0-9-]{1,248}[a-z0-9])--([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-                 r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$")
+# Always used with fullmatch: `$` would accept a trailing newline.
+_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
+_ID = re.compile(r"([a-z0-9][a-z0-9-]{1,248}[a-z0-9])--([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                 r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})")
+# STIX 2.1 section 3.2: spec_version is optional on SCOs (and then means 2.1), required on everything else.
+SCO_TYPES = frozenset({
+    "artifact", "autonomous-system", "directory", "domain-name", "email-addr", "email-message", "file",
+    "ipv4-addr", "ipv6-addr", "mac-addr", "mutex", "network-traffic", "process", "software", "url",
+    "user-account", "windows-registry-key", "x509-certificate",
+})
 UNVERSIONED = 0  # version key of objects with neither `modified` nor `created` (most SCOs)
 
 
@@ -35,6 +42,14 @@ class StixRecord:
     body: bytes
 
 
+def object_ref(obj: Any) -> tuple[str, str]:
+    """(id, version) of a possibly invalid object, as far as it has them, for status entries."""
+    if not isinstance(obj, dict):
+        return "", ""
+    ident, version = obj.get("id"), obj.get("modified", obj.get("created"))
+    return (ident if isinstance(ident, str) else "", version if isinstance(version, str) else "")
+
+
 def read_record(obj: Any) -> StixRecord:
     """Check the header fields of one decoded object and wrap it; InvalidObject says what is wrong."""
     if not isinstance(obj, dict):
@@ -43,19 +58,19 @@ def read_record(obj: Any) -> StixRecord:
     obj_id = obj.get("id")
     if not isinstance(obj_type, str) or not obj_type:
         raise InvalidObject("missing required property 'type'")
-    if not _TYPE.match(obj_type):
+    if not _TYPE.fullmatch(obj_type):
         raise InvalidObject(f"invalid 'type' {obj_type!r}: 3-250 characters of a-z, 0-9 and '-'")
     if not isinstance(obj_id, str) or not obj_id:
         raise InvalidObject("missing required property 'id'")
-    match = _ID.match(obj_id)
+    match = _ID.fullmatch(obj_id)
     if match is None:
         raise InvalidObject(f"invalid 'id' {obj_id!r}: expected '<type>--<UUID>'")
     if match.group(1) != obj_type:
         raise InvalidObject(f"'id' {obj_id!r} does not start with its type {obj_type!r}")
-    spec_version = obj.get("spec_version")
+    spec_version = obj.get("spec_version", "2.1" if obj_type in SCO_TYPES else None)
     if spec_version is None:
         raise InvalidObject("missing required property 'spec_version'")
-    if spec_version not in SUPPORTED_SPEC_VERSIONS:
+    if not isinstance(spec_version, str) or spec_version not in SUPPORTED_SPEC_VERSIONS:
         raise InvalidObject(f"unsupported 'spec_version' {spec_version!r}: expected 2.1 or 2.0")
     version = UNVERSIONED
     for prop in ("created", "modified"):

@@ -7,15 +7,14 @@ STIX 2.1 section 3.2 requires UTC with a trailing `Z`; precision beyond microsec
 import re
 from datetime import UTC, datetime
 
-_TIMESTAMP = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?Z$"
-)
+# [0-9], not \d: \d also matches non-ASCII digits; fullmatch, not $: $ also matches before a trailing newline.
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_timestamp(text: str) -> int:
     """Parse a STIX timestamp; ValueError with the offending text when it is not one."""
-    match = _TIMESTAMP.match(text) if isinstance(text, str) else None
+    match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not a STIX timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z): {text!r}")
     year, month, day, hour, minute, second, fraction = match.groups()
@@ -32,7 +31,9 @@ def format_timestamp(micros: int) -> str:
     """Render microseconds as a STIX timestamp with millisecond-or-better precision."""
     seconds, fraction = divmod(micros, 1_000_000)
     moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{fraction:06d}Z"
+    # Built by hand: strftime("%Y") does not zero-pad years before 1000 on every platform.
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:"
+            f"{moment.second:02d}.{fraction:06d}Z")
 
 
 def now_micros() -> int:

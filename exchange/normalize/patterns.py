@@ -8,7 +8,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache, partial
+from typing import Any
 
+from antlr4 import ParserRuleContext
 from antlr4.tree.Tree import ParseTree, TerminalNode
 from stix2patterns.exceptions import ParseException
 from stix2patterns.v21.grammars.STIXPatternParser import STIXPatternParser as P
@@ -25,11 +27,6 @@ from exchange.normalize.values import (
     normalize_hash,
     normalize_value,
 )
-
-# Binding strength when rendering; a child weaker than its parent needs parentheses. Comparison level
-# (STIX 2.1 section 9.3): OR < AND < comparison. Observation level: FOLLOWEDBY < OR < AND < [..] and qualified.
-_C_OR, _C_AND, _C_ATOM = 1, 2, 3
-_O_FOLLOWEDBY, _O_OR, _O_AND, _O_ATOM = 1, 2, 3, 4
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keywords lex before identifiers in the grammar, so a key spelled like one must stay quoted.
@@ -90,22 +87,20 @@ class Comparison:
     negated: bool
     value: Literal | tuple[Literal, ...] | None
     text: str
-    prec: int = _C_ATOM
 
 
 @dataclass(frozen=True, slots=True)
 class Junction:
     op: str  # AND | OR
     operands: tuple["Node", ...]
+    observation: bool  # joins observation expressions ([..] AND [..]) rather than comparisons inside one
     text: str
-    prec: int
 
 
 @dataclass(frozen=True, slots=True)
 class Observation:
     expr: Comparison | Junction
     text: str
-    prec: int = _O_ATOM
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +108,6 @@ class FollowedBy:
     left: "Node"
     right: "Node"
     text: str
-    prec: int = _O_FOLLOWEDBY
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +115,6 @@ class Qualified:
     expr: "Node"
     qualifier: str  # WITHIN n SECONDS | REPEATS n TIMES | START t'..' STOP t'..'
     text: str
-    prec: int = _O_ATOM
 
 
 Node = Comparison | Junction | Observation | FollowedBy | Qualified
@@ -216,19 +209,21 @@ class _Builder(STIXPatternVisitor):
             return self.visit(ctx.observationExpressionOr())
         left, right = (self.visit(c) for c in ctx.observationExpressions())
         # FOLLOWEDBY is ordered and kept as the binary tree the grammar builds (left-associative, section 9.5).
-        return FollowedBy(left, right, f"{_wrap(left, _O_FOLLOWEDBY)} FOLLOWEDBY {_wrap(right, _O_OR)}")
+        return FollowedBy(left, right, f"{_wrap(left)} FOLLOWEDBY {_wrap(right)}")
 
     def visitObservationExpressionOr(self, ctx: P.ObservationExpressionOrContext) -> Node:
         if ctx.OR() is None:
             return self.visit(ctx.observationExpressionAnd())
-        return _junction("OR", (self.visit(c) for c in ctx.observationExpressionOr()), _O_OR, dedup=True)
+        operands = _chain(ctx, lambda c: c.observationExpressionOr() if c.OR() is not None else None)
+        return _junction("OR", (self.visit(c) for c in operands), observation=True, dedup=True)
 
     def visitObservationExpressionAnd(self, ctx: P.ObservationExpressionAndContext) -> Node:
         if ctx.AND() is None:
             return self.visit(ctx.observationExpression())
         # Duplicates stay: each observation expression binds its own observation, so [a] AND [a] asks for two
         # matching observations (the reference matcher's binding semantics), not one.
-        return _junction("AND", (self.visit(c) for c in ctx.observationExpressionAnd()), _O_AND, dedup=False)
+        operands = _chain(ctx, lambda c: c.observationExpressionAnd() if c.AND() is not None else None)
+        return _junction("AND", (self.visit(c) for c in operands), observation=True, dedup=False)
 
     def visitObservationExpressionSimple(self, ctx: P.ObservationExpressionSimpleContext) -> Node:
         expr = self.visit(ctx.comparisonExpression())
@@ -247,7 +242,8 @@ class _Builder(STIXPatternVisitor):
         return _qualified(self.visit(ctx.observationExpression()), self.visit(ctx.startStopQualifier()))
 
     def visitWithinQualifier(self, ctx: P.WithinQualifierContext) -> str:
-        return f"WITHIN {_literal(ctx.getChild(1)).text} SECONDS"
+        # A duration, not a typed comparison value: WITHIN 300.0 SECONDS is WITHIN 300 SECONDS.
+        return f"WITHIN {_literal(ctx.getChild(1)).text.removesuffix('.0')} SECONDS"
 
     def visitRepeatedQualifier(self, ctx: P.RepeatedQualifierContext) -> str:
         return f"REPEATS {_literal(ctx.IntPosLiteral()).text} TIMES"
@@ -258,14 +254,16 @@ class _Builder(STIXPatternVisitor):
     def visitComparisonExpression(self, ctx: P.ComparisonExpressionContext) -> Node:
         if ctx.OR() is None:
             return self.visit(ctx.comparisonExpressionAnd())
-        return _junction("OR", (self.visit(c) for c in ctx.comparisonExpression()), _C_OR, dedup=True)
+        operands = _chain(ctx, lambda c: c.comparisonExpression() if c.OR() is not None else None)
+        return _junction("OR", (self.visit(c) for c in operands), observation=False, dedup=True)
 
     def visitComparisonExpressionAnd(self, ctx: P.ComparisonExpressionAndContext) -> Node:
         if ctx.AND() is None:
             return self.visit(ctx.propTest())
         # Within one observation each comparison is tested on its own, so AND/OR are plain commutative,
         # idempotent boolean operators here (section 9.3) and duplicates can go.
-        return _junction("AND", (self.visit(c) for c in ctx.comparisonExpressionAnd()), _C_AND, dedup=True)
+        operands = _chain(ctx, lambda c: c.comparisonExpressionAnd() if c.AND() is not None else None)
+        return _junction("AND", (self.visit(c) for c in operands), observation=False, dedup=True)
 
     def visitPropTestParen(self, ctx: P.PropTestParenContext) -> Node:
         return self.visit(ctx.comparisonExpression())
@@ -304,10 +302,10 @@ class _Builder(STIXPatternVisitor):
         steps: list[str | Index] = [_name(first)]
         if ctx.objectPathComponent() is not None:
             steps += self.visit(ctx.objectPathComponent())
-        for i in range(1, len(steps)):
+        for i, step in enumerate(steps[1:], start=1):
             # Hash names are dictionary keys with many spellings (sha256, 'SHA-256', SHA256): STIX 2.1 section 10.7.
-            if steps[i - 1] == "hashes" and isinstance(steps[i], str):
-                steps[i] = canonical_hash_name(steps[i])
+            if steps[i - 1] == "hashes" and isinstance(step, str):
+                steps[i] = canonical_hash_name(step)
         return ObjectPath(ctx.objectType().getText(), tuple(steps))
 
     def visitPathStep(self, ctx: P.PathStepContext) -> list[str | Index]:
@@ -321,18 +319,32 @@ class _Builder(STIXPatternVisitor):
         return [Index("*" if ctx.ASTERISK() is not None else str(int(token.getText())))]
 
 
+def _chain(ctx: ParserRuleContext, split: Callable[[Any], list[ParserRuleContext] | None]) -> list[ParserRuleContext]:
+    """The operands of a OP b OP c, which the grammar nests left-deep ((a OP b) OP c). Walked with a loop, so that
+    an OR of a few hundred values (a whole report's URLs in one pattern) stays clear of Python's recursion limit."""
+    operands, node = [], ctx
+    while (pair := split(node)) is not None:
+        node, right = pair
+        operands.append(right)
+    operands.append(node)
+    return operands[::-1]
+
+
 def _negated(ctx: P.PropTestContext) -> bool:
     return ctx.NOT() is not None  # type: ignore[attr-defined]
 
 
-def _wrap(node: Node, min_prec: int) -> str:
-    return node.text if node.prec >= min_prec else f"({node.text})"
+def _wrap(node: Node) -> str:
+    # Operands that are AND/OR/FOLLOWEDBY expressions themselves are always parenthesized, although the grammar's
+    # precedence (AND over OR over FOLLOWEDBY) would allow fewer: people and peers' pattern engines read this text,
+    # and explicit grouping leaves neither any room to misread it.
+    return f"({node.text})" if isinstance(node, Junction | FollowedBy) else node.text
 
 
-def _junction(op: str, children: Iterable[Node], prec: int, *, dedup: bool) -> Node:
+def _junction(op: str, children: Iterable[Node], *, observation: bool, dedup: bool) -> Node:
     operands: list[Node] = []
     for child in children:  # AND and OR are associative: (a AND b) AND c is one three-way AND
-        if isinstance(child, Junction) and child.op == op and child.prec == prec:
+        if isinstance(child, Junction) and child.op == op and child.observation == observation:
             operands.extend(child.operands)
         else:
             operands.append(child)
@@ -342,12 +354,11 @@ def _junction(op: str, children: Iterable[Node], prec: int, *, dedup: bool) -> N
     operands.sort(key=lambda o: o.text)
     if len(operands) == 1:
         return operands[0]
-    text = f" {op} ".join(_wrap(o, prec + 1) for o in operands)
-    return Junction(op, tuple(operands), text, prec)
+    return Junction(op, tuple(operands), observation, f" {op} ".join(_wrap(o) for o in operands))
 
 
 def _qualified(expr: Node, qualifier: str) -> Qualified:
-    return Qualified(expr, qualifier, f"{_wrap(expr, _O_ATOM)} {qualifier}")
+    return Qualified(expr, qualifier, f"{_wrap(expr)} {qualifier}")
 
 
 def _comparison(

@@ -47,7 +47,8 @@ class Authenticator:
         scheme = scheme.lower()
         if scheme not in ("basic", "bearer"):
             raise Unauthenticated(f"unsupported authorization scheme {scheme!r}; use Basic or Bearer")
-        key = hmac.new(self._key, header.encode(), hashlib.sha256).digest()
+        # surrogatepass: a header with undecodable bytes arrives with surrogates; it must be a 401, not a 500.
+        key = hmac.new(self._key, header.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
         account = self._cached(key)
         if account is None:
             check = self._basic if scheme == "basic" else self._bearer
@@ -58,7 +59,7 @@ class Authenticator:
     def _basic(self, value: str) -> Account:
         try:
             username, sep, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, UnicodeError, ValueError):
             raise Unauthenticated("malformed HTTP Basic credentials") from None
         account = self._by_name.get(username)
         # Unknown users and wrong passwords get the same answer and cost (no account enumeration).

@@ -4,6 +4,8 @@ from exchange.errors import NotAcceptable, UnsupportedMediaType
 
 TAXII_JSON = "application/taxii+json;version=2.1"
 STIX_JSON = "application/stix+json;version=2.1"
+# Collections take STIX 2.1 and 2.0 objects as posted, and serve each as its own spec version.
+COLLECTION_MEDIA_TYPES = (STIX_JSON, "application/stix+json;version=2.0")
 
 
 def _ranges(header: str) -> list[tuple[str, dict[str, str]]]:

@@ -12,6 +12,7 @@ from aiohttp import web
 from exchange.audit.log import AuditEntry, AuditKind
 from exchange.errors import InvalidRequest, NotFound, PayloadTooLarge
 from exchange.ingest.journal import Envelope
+from exchange.model.stix import object_ref
 from exchange.model.timestamps import format_timestamp, now_micros
 from exchange.policy.access import Action
 from exchange.store.base import Page, StatusRecord
@@ -110,13 +111,6 @@ def decode_envelope(body: bytes) -> list[Any]:
     return objects
 
 
-def _pending_ref(obj: Any) -> tuple[str, str]:
-    if not isinstance(obj, dict):
-        return "", ""
-    ident, version = obj.get("id"), obj.get("modified", obj.get("created"))
-    return (ident if isinstance(ident, str) else "", version if isinstance(version, str) else "")
-
-
 async def post_objects(request: web.Request) -> web.Response:
     root, coll = collection(request, Action.WRITE)
     check_content_type(request.headers.get("Content-Type"))
@@ -124,12 +118,14 @@ async def post_objects(request: web.Request) -> web.Response:
     limit = svc.settings.hub.max_content_length
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds max_content_length {limit}")
-    body = await request.read()  # chunked bodies are capped by the app's client_max_size
+    body = await request.read()  # aiohttp caps chunked bodies a little above the limit; the exact check is ours
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds max_content_length {limit}")
     objects = await asyncio.to_thread(decode_envelope, body) if len(body) > PARSE_IN_THREAD \
         else decode_envelope(body)
     acct = account(request).username
     env = Envelope(status_id=str(uuid.uuid4()), api_root=root.path, collection_id=coll.id, account=acct,
-                   received_at=now_micros(), total=len(objects), pending=[_pending_ref(o) for o in objects],
+                   received_at=now_micros(), total=len(objects), pending=[object_ref(o) for o in objects],
                    body=body)
     await svc.journal.append(env)  # durable before the 202: nothing acknowledged is lost
     await svc.audit.append(AuditEntry(AuditKind.ENVELOPE_ACCEPTED, acct, coll.id, {

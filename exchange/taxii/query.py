@@ -12,8 +12,9 @@ from exchange.model.stix import SUPPORTED_SPEC_VERSIONS
 from exchange.model.timestamps import parse_timestamp
 from exchange.store.base import ObjectQuery, VersionMatch
 
-_TYPE = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]$")
-_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}$")
+_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")  # fullmatch only
+_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}")
+_LIMIT = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() also accepts '²', which int() refuses
 
 
 class Endpoint(StrEnum):
@@ -48,7 +49,7 @@ def _limit(params: Mapping[str, str], default: int, maximum: int) -> int:
     raw = params.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < 1:
+    if not _LIMIT.fullmatch(raw) or int(raw) < 1:
         raise InvalidRequest(f"'limit' must be a positive integer, not {raw!r}")
     return min(int(raw), maximum)
 
@@ -80,11 +81,11 @@ def parse_query(params: Mapping[str, str], endpoint: Endpoint, *, collection_id:
                              f"supported: {', '.join(sorted(ALLOWED[endpoint]))}")
     types = _values(params, "match[type]")
     for value in types:
-        if not _TYPE.match(value):
+        if not _TYPE.fullmatch(value):
             raise InvalidRequest(f"'match[type]' value {value!r} is not a STIX type name")
     ids = (object_id,) if object_id else _values(params, "match[id]")
     for value in ids:
-        if not _ID.match(value):
+        if not _ID.fullmatch(value):
             raise InvalidRequest(f"{value!r} is not a STIX identifier ('<type>--<UUID>')")
     spec_versions = _values(params, "match[spec_version]")
     for value in spec_versions:

@@ -9,7 +9,7 @@ from exchange.errors import NotFound
 from exchange.policy.access import Action, allowed, visible
 from exchange.store.base import StatusRecord
 from exchange.taxii.context import account, api_root, collection, services
-from exchange.taxii.media import STIX_JSON, TAXII_JSON
+from exchange.taxii.media import COLLECTION_MEDIA_TYPES, TAXII_JSON
 from exchange.taxii.responses import status_payload, taxii_json
 
 
@@ -45,7 +45,7 @@ def _collection_payload(request: web.Request, coll: CollectionSettings) -> dict[
     payload: dict[str, Any] = {
         "id": coll.id, "title": coll.title,
         "can_read": allowed(acct, coll.id, Action.READ), "can_write": allowed(acct, coll.id, Action.WRITE),
-        "media_types": [STIX_JSON],
+        "media_types": list(COLLECTION_MEDIA_TYPES),
     }
     if coll.description:
         payload["description"] = coll.description

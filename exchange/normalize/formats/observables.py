@@ -5,32 +5,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from exchange.errors import InvalidObject
+from exchange.normalize.ids import sco_id
 
-# STIX 2.1 section 2.9: SCO ids are UUIDv5 under this OASIS namespace over the JCS-canonical JSON of the
-# type's ID-contributing properties (listed per type in section 6). It is for SCOs only; indicators use
-# the project's own namespace (exchange.normalize.ids).
-_SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
-_CONTRIBUTING: dict[str, tuple[str, ...]] = {
-    "artifact": ("hashes", "payload_bin"),
-    "autonomous-system": ("number",),
-    "directory": ("path",),
-    "domain-name": ("value",),
-    "email-addr": ("value",),
-    "email-message": ("from_ref", "subject", "body"),
-    "file": ("hashes", "name", "parent_directory_ref", "extensions"),
-    "ipv4-addr": ("value",),
-    "ipv6-addr": ("value",),
-    "mac-addr": ("value",),
-    "mutex": ("name",),
-    "network-traffic": ("start", "end", "src_ref", "dst_ref", "src_port", "dst_port", "protocols", "extensions"),
-    "software": ("name", "cpe", "swid", "vendor", "version"),
-    "url": ("value",),
-    "user-account": ("account_type", "user_id", "account_login"),
-    "windows-registry-key": ("key", "values"),
-    "x509-certificate": ("hashes", "serial_number"),
-}
 _HEADER = ("type", "spec_version", "id")
-_HASH_PREFERENCE = ("MD5", "SHA-1", "SHA-256", "SHA-512")  # section 2.9: one hash contributes, in this order
+# The ID contributing properties (STIX 2.1 section 2.9 and 6.x) that can hold references: an SCO's id depends on
+# the ids of the SCOs these point at, so those ids are computed first. No other SCO type has such properties.
+_REF_CONTRIBUTING: dict[str, tuple[str, ...]] = {
+    "email-message": ("from_ref",),
+    "file": ("parent_directory_ref", "extensions"),
+    "network-traffic": ("src_ref", "dst_ref", "extensions"),
+}
 
 # Cyber-observable properties renamed or dropped between 2.0 and 2.1 (the same table as stix2-elevator's
 # stix_stepper). Dropped ones have no 2.1 home: process name/arguments (2.1 keeps command_line only),
@@ -75,7 +59,7 @@ def _assign_ids(scos: dict[str, dict[str, Any]], where: str) -> dict[str, str]:
     ids: dict[str, str] = {}
     while len(ids) < len(scos):
         ready = [key for key, sco in scos.items() if key not in ids
-                 and set(_local_refs(_contributing(sco))) <= ids.keys()]
+                 and set(_local_refs(_id_inputs(sco))) <= ids.keys()]
         if not ready:
             raise InvalidObject(f"{where}: reference cycle among 'objects'")
         for key in ready:
@@ -84,22 +68,18 @@ def _assign_ids(scos: dict[str, dict[str, Any]], where: str) -> dict[str, str]:
 
 
 def _sco_id(sco: dict[str, Any]) -> str:
-    # Lazy: stix2 takes ~0.35 s to import and only 2.0 observed-data needs its JCS canonicalizer.
-    from stix2.canonicalization.Canonicalize import canonicalize
-
-    contributing = _contributing(sco)
-    if "hashes" in contributing and isinstance(contributing["hashes"], dict):
-        hashes = contributing["hashes"]
-        chosen = next((name for name in _HASH_PREFERENCE if name in hashes), next(iter(hashes), None))
-        contributing["hashes"] = {chosen: hashes[chosen]} if chosen is not None else {}
-    if not contributing:
-        # Section 2.9: a type without contributing properties (process, custom types) gets a UUIDv4.
+    # The ids exchange.normalize.ids gives every SCO, over the values as sent: canonical values are the
+    # business of a later step, which re-derives the id when it rewrites a value.
+    try:
+        return sco_id(sco["type"], sco)
+    except InvalidObject:
+        # Section 2.9: a type without ID contributing properties (process, custom types), or an object
+        # carrying none of them, gets a UUIDv4.
         return f"{sco['type']}--{uuid.uuid4()}"
-    return f"{sco['type']}--{uuid.uuid5(_SCO_NAMESPACE, canonicalize(contributing, utf8=False))}"
 
 
-def _contributing(sco: dict[str, Any]) -> dict[str, Any]:
-    return {prop: sco[prop] for prop in _CONTRIBUTING.get(sco.get("type", ""), ()) if prop in sco}
+def _id_inputs(sco: dict[str, Any]) -> list[Any]:
+    return [sco[prop] for prop in _REF_CONTRIBUTING.get(sco["type"], ()) if prop in sco]
 
 
 def _upgrade_sco(sco: dict[str, Any], where: str) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from exchange.normalize.formats.result import ReadResult, Reject, locate, strip_
 STIX1_NAMESPACE = "http://stix.mitre.org/stix-1"
 _PACKAGE_TAG = f"{{{STIX1_NAMESPACE}}}STIX_Package"
 
-# stix2-elevator keeps its options and id mappings in module globals and clears them per document, so two
-# threads elevating at once would mix their packages: one document at a time, process-wide.
+# stix2-elevator keeps its options and id mappings in module globals and clears them per document, and stixmarx
+# gathers parsed entities through a global signal, so two threads at once would mix their packages: one
+# document at a time, process-wide.
 _ELEVATOR_LOCK = threading.Lock()
 
 _ELEVATOR_OPTIONS: dict[str, Any] = {
@@ -47,25 +48,36 @@ def read_stix1(data: bytes, name: str = "") -> ReadResult:
         return ReadResult([], [Reject(locate(name, root.sourceline or 1),
                                       f"root element is {root.tag}, not a STIX 1.x STIX_Package")])
     try:
-        with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()):
-            # redirect: elevate() prints a "not for production" banner on stdout, which must not end up in
-            # `exchange normalize`'s bundle. The lock keeps the swap of sys.stdout short and exclusive.
-            elevator.options.initialize_options(options=dict(_ELEVATOR_OPTIONS))
-            output = elevator.elevate(stixmarx.parse(tree))
-    except KeyError as exc:
-        if exc.args == ("objects",):  # stix2-elevator 4.1.7 crashes instead of returning an empty bundle
-            return ReadResult([], [Reject(locate(name, 1), "stix2-elevator made no STIX 2.1 objects of it")])
-        return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
+        output = _elevate(elevator, stixmarx, tree)
     except Exception as exc:  # the elevator has no error contract; any failure rejects the document
         return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
-    if output is None:
-        return ReadResult([], [Reject(locate(name, 1), "stix2-elevator could not convert it")])
-    return keep_conforming(orjson.loads(output).get("objects", []), name, "objects")
+    objects = orjson.loads(output).get("objects") if output is not None else None
+    if not objects:
+        return ReadResult([], [Reject(locate(name, 1), "stix2-elevator made no STIX 2.1 objects of it")])
+    return keep_conforming(objects, name, "objects")
+
+
+def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any) -> str | None:
+    with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # redirect: elevate() prints a "not for production" banner on stdout, which must not end up in
+        # `exchange normalize`'s bundle. The lock keeps the swap of sys.stdout short and exclusive.
+        # python-stix warns about each deprecated field it meets and mixbox about distutils; the elevator
+        # maps those fields anyway, so the warnings say nothing to the hub's operator.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"stix\.utils\.deprecated")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mixbox\.")
+        elevator.options.initialize_options(options=dict(_ELEVATOR_OPTIONS))
+        try:
+            # stixmarx collects parsed entities through a process-wide mixbox signal: parse under the lock too.
+            return elevator.elevate(stixmarx.parse(tree))
+        except KeyError as exc:
+            if exc.args == ("objects",):  # stix2-elevator 4.1.7 crashes instead of returning an empty bundle
+                return None
+            raise
 
 
 @functools.cache
 def _libraries() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """Import stix2-elevator (~2 s) on first use, with the two workarounds it needs today."""
+    """Import stix2-elevator (~2 s) on first use, with the lxml workaround stixmarx needs today."""
     import lxml.etree
 
     if not hasattr(lxml.etree, "_ElementStringResult"):
@@ -73,8 +85,6 @@ def _libraries() -> tuple[ModuleType, ModuleType, ModuleType]:
         # (oasis-open/cti-stix-elevator#295, open). Since then every XPath string result is an
         # _ElementUnicodeResult, so the alias keeps the check's meaning.
         lxml.etree._ElementStringResult = lxml.etree._ElementUnicodeResult  # type: ignore[attr-defined]
-    # python-stix warns on each deprecated field it meets while parsing; the elevator maps them anyway.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"stix\.utils\.deprecated")
     with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()):  # maec's import can print a numpy notice
         import mixbox.xml
         import stix2elevator

@@ -133,19 +133,24 @@ class SQLiteStore:
         return await self._engine.write(job)
 
     async def get_status(self, status_id: str) -> StatusRecord | None:
-        row = await self._engine.read(lambda c: c.execute(
-            "SELECT id, api_root, account, request_timestamp, total, results FROM statuses WHERE id = ?",
-            (status_id,)).fetchone())
-        if row is None:
-            return None
-        results = tuple(ObjectResult(id=i, version=v, outcome=Outcome(o), message=m)
-                        for i, v, o, m in msgpack.unpackb(row[5]))
-        return StatusRecord(id=row[0], api_root=row[1], account=row[2], request_timestamp=row[3], total=row[4],
-                            results=results)
+        return (await self.get_statuses([status_id])).get(status_id)
+
+    async def get_statuses(self, status_ids: list[str]) -> dict[str, StatusRecord]:
+        sql = ("SELECT id, api_root, account, request_timestamp, total, results FROM statuses"
+               f" WHERE id IN ({', '.join('?' * len(status_ids))})")
+        rows = await self._engine.read(lambda c: c.execute(sql, status_ids).fetchall()) if status_ids else []
+        return {row[0]: _status(row) for row in rows}
 
     async def count_objects(self, collection_id: str) -> int:
         return await self._engine.read(lambda c: c.execute(
             "SELECT count(*) FROM objects WHERE collection = ?", (collection_id,)).fetchone()[0])
+
+
+def _status(row: tuple[str, str, str, int, int, bytes]) -> StatusRecord:
+    results = tuple(ObjectResult(id=i, version=v, outcome=Outcome(o), message=m)
+                    for i, v, o, m in msgpack.unpackb(row[5]))
+    return StatusRecord(id=row[0], api_root=row[1], account=row[2], request_timestamp=row[3], total=row[4],
+                        results=results)
 
 
 def _version_extremes(conn: sqlite3.Connection, collection: str, ids: set[str]) -> dict[str, tuple[int, int]]:
@@ -199,6 +204,10 @@ def _version_clause(query: ObjectQuery, params: list[object]) -> str:
     if query.version_times:
         clause, extra = _in("version", query.version_times)
         options.append(clause)
+        params.extend(extra)
+        # An object without modified/created is listed with its date_added as its version.
+        clause, extra = _in("date_added", query.version_times)
+        options.append(f"(version = 0 AND {clause})")
         params.extend(extra)
     if not options:
         return ""
