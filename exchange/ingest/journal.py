@@ -69,10 +69,10 @@ class Journal:
 
         return await self._engine.write(job)
 
-    async def unprocessed(self, limit: int) -> list[Envelope]:
+    async def unprocessed(self, limit: int, *, after: int = 0) -> list[Envelope]:
         rows = await self._engine.read(lambda c: c.execute(
             "SELECT seq, status_id, api_root, collection, account, received_at, total, pending, body"
-            " FROM envelopes WHERE processed = 0 ORDER BY seq LIMIT ?", (limit,)).fetchall())
+            " FROM envelopes WHERE processed = 0 AND seq > ? ORDER BY seq LIMIT ?", (after, limit)).fetchall())
         return [_envelope(r) for r in rows]
 
     async def mark_processed(self, seqs: list[int]) -> None:

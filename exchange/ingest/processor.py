@@ -7,6 +7,7 @@ before a crash is processed after it. Processing is idempotent (the store upsert
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -83,39 +84,77 @@ class Processor:
         await self._idle.wait()
 
     async def run(self) -> None:
-        self._wake.set()  # replay whatever a previous run left unprocessed
+        """Two stages joined by a small queue, so checking batch k+1 overlaps storing batch k."""
+        queue: asyncio.Queue[_Prepared] = asyncio.Queue(maxsize=2)
+        consumer = asyncio.create_task(self._commit_forever(queue), name="journal-commit")
+        try:
+            await self._prepare_forever(queue)
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+
+    async def _prepare_forever(self, queue: asyncio.Queue["_Prepared"]) -> None:
+        cursor = 0  # journal seq handed to the commit stage; starts at 0 so a restart replays the rest
+        self._wake.set()
         while True:
             await self._wake.wait()
             await self._running.wait()
             self._wake.clear()
             while True:
                 try:
-                    envelopes = await self._journal.unprocessed(BATCH)
+                    envelopes = await self._journal.unprocessed(BATCH, after=cursor)
                     if not envelopes:
                         break
-                    await self._process(envelopes)
+                    await queue.put(await self._prepare(envelopes))
+                    cursor = envelopes[-1].seq
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception("journal processing failed; retrying in %.1fs", RETRY_DELAY)
+                    log.exception("reading the journal failed; retrying in %.1fs", RETRY_DELAY)
                     await asyncio.sleep(RETRY_DELAY)
+            await queue.join()
             if not self._wake.is_set():
                 self._idle.set()
 
-    async def _process(self, envelopes: list[Envelope]) -> None:
+    async def _prepare(self, envelopes: list[Envelope]) -> "_Prepared":
         done = await self._store.get_statuses([e.status_id for e in envelopes])
         fresh = [e for e in envelopes if e.status_id not in done]
         writes = await asyncio.to_thread(lambda: [prepare(e) for e in fresh])
-        statuses = await self._store.write_envelopes(writes) if writes else []
+        return _Prepared(envelopes, writes, done)
+
+    async def _commit_forever(self, queue: asyncio.Queue["_Prepared"]) -> None:
+        while True:
+            batch = await queue.get()
+            try:
+                while True:  # store trouble is transient: retry the same batch, in order, until it lands
+                    try:
+                        await self._commit(batch)
+                        break
+                    except Exception:
+                        log.exception("storing a journal batch failed; retrying in %.1fs", RETRY_DELAY)
+                        await asyncio.sleep(RETRY_DELAY)
+            finally:
+                queue.task_done()
+
+    async def _commit(self, batch: "_Prepared") -> None:
+        statuses = await self._store.write_envelopes(batch.writes) if batch.writes else []
         # Stored before a crash but not marked processed: the audit entry may be missing, so write it again.
-        entries = [stored_entry(e.collection_id, done[e.status_id], replayed=True)
-                   for e in envelopes if e.status_id in done]
-        entries += [stored_entry(w.collection_id, s) for w, s in zip(writes, statuses, strict=True)]
+        entries = [stored_entry(e.collection_id, batch.done[e.status_id], replayed=True)
+                   for e in batch.envelopes if e.status_id in batch.done]
+        entries += [stored_entry(w.collection_id, s) for w, s in zip(batch.writes, statuses, strict=True)]
         await asyncio.gather(self._audit.append(*entries),
-                             self._journal.mark_processed([e.seq for e in envelopes]))
-        for w, s in zip(writes, statuses, strict=True):
+                             self._journal.mark_processed([e.seq for e in batch.envelopes]))
+        for w, s in zip(batch.writes, statuses, strict=True):
             log.info("envelope processed status=%s account=%s collection=%s succeeded=%d failed=%d",
                      s.id, s.account, w.collection_id, s.success_count, s.failure_count)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    envelopes: list[Envelope]
+    writes: list[EnvelopeWrite]
+    done: dict[str, StatusRecord]  # envelopes already stored before a crash, by status id
 
 
 async def run_processor(processor: Processor) -> None:
