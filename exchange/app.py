@@ -5,14 +5,18 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from exchange.audit.log import AuditLog
-from exchange.config import Settings
+from exchange.config import SCHEMA_DIR, Settings
+from exchange.dedup.claims import Source, Warn
+from exchange.dedup.merge import HubIdentity
 from exchange.ingest.journal import Journal
-from exchange.ingest.processor import Processor, run_processor
-from exchange.store.base import Store
+from exchange.ingest.processor import ClaimPolicy, Processor, run_processor
+from exchange.store.base import MergePolicy, Store
 from exchange.taxii.auth import Authenticator
 from exchange.taxii.context import SERVICES, Services
 from exchange.taxii.cursor import CursorCodec, load_cursor_key
@@ -22,11 +26,42 @@ log = logging.getLogger(__name__)
 BODY_SLACK = 64 * 1024  # aiohttp's cap sits above max_content_length so our own 413 message wins
 
 
+def merge_policy(settings: Settings) -> MergePolicy | None:
+    hub = settings.hub
+    if hub.canonical_collection is None:
+        return None
+    return MergePolicy(collection_id=hub.canonical_collection, audience=hub.canonical_audience,
+                       hub=HubIdentity(hub.identity_name))
+
+
+def claim_policy(settings: Settings, warn: Warn | None) -> ClaimPolicy:
+    sources = {name: Source(name=name, country=s.country, trust=s.trust) for name, s in settings.sources.items()}
+    return ClaimPolicy(sources=sources, default_tlp=settings.hub.default_tlp, warn=warn)
+
+
 def open_store(settings: Settings) -> Store:
     """The one place that knows which store backend is concrete (only SQLite so far)."""
     from exchange.store.sqlite.store import SQLiteStore
 
-    return SQLiteStore(settings.hub.data_dir / "store.db")
+    return SQLiteStore(settings.hub.data_dir / "store.db", merge=merge_policy(settings))
+
+
+def fixed_objects(settings: Settings) -> list[dict[str, Any]]:
+    """What the canonical collection always holds: the hub's identity and the provenance extension."""
+    bundle = orjson.loads((SCHEMA_DIR / "provenance-extension-definition.json").read_bytes())
+    return [HubIdentity(settings.hub.identity_name).stix(), *bundle["objects"]]
+
+
+async def load_warninglists() -> Warn | None:
+    """MISP warninglists for flagging likely false positives; the hub runs without them if none load."""
+    try:
+        from exchange.normalize.warninglists import default_warninglists
+
+        lists = await asyncio.to_thread(default_warninglists)
+    except Exception as exc:  # missing data must not stop a hub from starting
+        log.warning("warninglists not loaded, values will not be flagged: %s", exc)
+        return None
+    return lists.match
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -40,7 +75,9 @@ def build_app(settings: Settings) -> web.Application:
             for resource in (store, journal, audit):
                 await resource.start()
                 stack.push_async_callback(resource.close)
-            processor = Processor(journal, store, audit)
+            if settings.hub.canonical_collection is not None:
+                await store.install(settings.hub.canonical_collection, fixed_objects(settings))
+            processor = Processor(journal, store, audit, claim_policy(settings, await load_warninglists()))
             app[SERVICES] = Services(settings=settings, store=store, journal=journal, audit=audit,
                                      processor=processor, cursors=CursorCodec(load_cursor_key(data_dir)),
                                      authenticator=Authenticator(settings.accounts))

@@ -14,6 +14,7 @@ import orjson
 
 from exchange.errors import ConfigError
 from exchange.policy.access import Account
+from exchange.policy.tlp import Tlp
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -46,6 +47,18 @@ class HubSettings:
     max_content_length: int
     max_page_size: int
     default_page_size: int
+    identity_name: str
+    canonical_collection: str | None  # resolved to a collection id
+    default_tlp: Tlp
+    canonical_audience: Tlp
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """What the hub records about an account when it sends claims."""
+
+    country: str | None
+    trust: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,7 @@ class Settings:
     hub: HubSettings
     api_roots: tuple[ApiRootSettings, ...]
     accounts: tuple[Account, ...]
+    sources: dict[str, SourceSettings]  # by username
 
     def with_overrides(self, *, host: str | None = None, port: int | None = None,
                        data_dir: Path | None = None) -> "Settings":
@@ -112,15 +126,24 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
     if hub_raw["default_page_size"] > hub_raw["max_page_size"]:
         raise ConfigError("config key 'hub.default_page_size': must not exceed hub.max_page_size")
     data_dir = Path(hub_raw.pop("data_dir"))
-    hub = HubSettings(data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir, **hub_raw)
     roots = tuple(_api_root(i, r) for i, r in enumerate(raw["api_roots"]))
     by_name = _collection_names(roots)
+    canonical = hub_raw.pop("canonical_collection", None)
+    if canonical is not None and canonical not in by_name:
+        raise ConfigError(f"config key 'hub.canonical_collection': no collection named {canonical!r}")
+    hub_raw["identity_name"] = hub_raw.get("identity_name", hub_raw["title"])
+    hub_raw["default_tlp"] = Tlp.parse(hub_raw["default_tlp"])
+    hub_raw["canonical_audience"] = Tlp.parse(hub_raw["canonical_audience"])
+    hub = HubSettings(data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
+                      canonical_collection=by_name[canonical] if canonical else None, **hub_raw)
     accounts = tuple(_account(i, a, by_name) for i, a in enumerate(raw.get("accounts", [])))
     usernames = [a.username for a in accounts]
     for name in usernames:
         if usernames.count(name) > 1:
             raise ConfigError(f"config key 'accounts': username {name!r} is defined twice")
-    return Settings(hub=hub, api_roots=roots, accounts=accounts)
+    sources = {a["username"]: SourceSettings(country=a.get("country"), trust=float(a.get("trust", 1.0)))
+               for a in raw.get("accounts", [])}
+    return Settings(hub=hub, api_roots=roots, accounts=accounts, sources=sources)
 
 
 def _api_root(index: int, raw: dict[str, Any]) -> ApiRootSettings:

@@ -25,6 +25,7 @@ from exchange.taxii.context import SERVICES, Services
 INBOX = "31110fdc-ecd0-46fd-994f-960c58b21925"
 ALERTS = "2e708668-f712-4202-973a-8e410eea1a3a"
 SECRET = "b1d5e0c2-0000-4000-8000-00000000beef"
+CANONICAL = "c7484c5c-18c8-4bcc-acb0-d4d778671765"
 TOKEN = "exh_test-token-for-bearer-auth-0123456789abcdef"
 PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "writer": "writer-pw"}
 
@@ -45,6 +46,8 @@ data_dir = "data"
 max_content_length = {max_content_length}
 max_page_size = {max_page_size}
 default_page_size = {min(1000, max_page_size)}
+identity_name = "Test CERT"
+canonical_collection = "canonical"
 
 [[api_roots]]
 path = "api"
@@ -62,6 +65,11 @@ alias = "alerts"
 title = "Alerts"
 
 [[api_roots.collections]]
+id = "{CANONICAL}"
+alias = "canonical"
+title = "Canonical indicators"
+
+[[api_roots.collections]]
 id = "{SECRET}"
 alias = "secret"
 title = "Secret"
@@ -69,7 +77,8 @@ title = "Secret"
 [[accounts]]
 username = "alice"
 password_hash = "{h['alice']}"
-can_read = ["inbox", "alerts", "secret"]
+country = "FR"
+can_read = ["inbox", "alerts", "secret", "canonical"]
 can_write = ["inbox", "secret"]
 
 [[accounts]]
@@ -80,6 +89,8 @@ can_read = ["alerts"]
 [[accounts]]
 username = "writer"
 password_hash = "{h['writer']}"
+country = "PL"
+trust = 0.5
 can_write = ["inbox"]
 
 [[accounts]]

@@ -16,7 +16,7 @@ from exchange.cli import main
 from exchange.config import load_settings, parse_settings
 from exchange.errors import ConfigError
 from exchange.policy.credentials import verify_password
-from tests.hubs import ALERTS, INBOX, SECRET, free_port, write_config
+from tests.hubs import ALERTS, CANONICAL, INBOX, SECRET, free_port, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hub.toml"
@@ -40,9 +40,12 @@ def test_the_example_config_loads() -> None:
     assert settings.hub.data_dir.resolve() == ROOT / "data"  # relative to the config file, not the working directory
     [root] = settings.api_roots
     assert (root.path, root.default) == ("api", True)
-    assert [(c.alias, c.id) for c in root.collections] == [("inbox", INBOX), ("alerts", ALERTS)]
+    indicators = "8bfc07ea-b3e4-4f90-8e5c-0c340a092b3c"
+    assert [(c.alias, c.id) for c in root.collections] == [("inbox", INBOX), ("indicators", indicators),
+                                                           ("alerts", ALERTS)]
+    assert settings.hub.canonical_collection == indicators
     demo, member = settings.accounts
-    assert (demo.username, demo.can_read, demo.can_write) == ("demo", {INBOX, ALERTS}, {INBOX})
+    assert (demo.username, demo.can_read, demo.can_write) == ("demo", {INBOX, indicators, ALERTS}, {INBOX})
     assert (member.username, member.can_read, member.can_write) == ("member", {ALERTS}, frozenset())
     assert demo.password_hash and verify_password("demo", demo.password_hash)  # as the README says
     assert member.password_hash and verify_password("member", member.password_hash)
@@ -63,7 +66,7 @@ def test_grants_by_alias_resolve_to_collection_ids(base: Raw) -> None:
     raw["accounts"][1]["can_read"] = ["*"]
     raw["accounts"][1]["can_write"] = [ALERTS]
     alice, bob, writer, tokenbot = parse(raw).accounts
-    assert (alice.can_read, alice.can_write) == ({INBOX, ALERTS, SECRET}, {INBOX, SECRET})
+    assert (alice.can_read, alice.can_write) == ({INBOX, ALERTS, SECRET, CANONICAL}, {INBOX, SECRET})
     assert (bob.can_read, bob.can_write) == ({"*"}, {ALERTS})
     assert (writer.can_read, writer.can_write) == (frozenset(), {INBOX})
     assert tokenbot.password_hash is None and len(tokenbot.token_hashes) == 1
@@ -187,7 +190,7 @@ def assert_one_line_error(stderr: str, expected: str) -> None:
 def test_config_check_command(tmp_path: Path) -> None:
     good = exchange("config", "check", str(EXAMPLE))
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip() == f"{EXAMPLE}: ok (1 API root(s), 2 collection(s), 2 account(s))"
+    assert good.stdout.strip() == f"{EXAMPLE}: ok (1 API root(s), 3 collection(s), 2 account(s))"
     assert good.stderr == ""
 
     bad = exchange("config", "check", str(bad_config(tmp_path)))

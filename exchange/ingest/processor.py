@@ -7,15 +7,19 @@ before a crash is processed after it. Processing is idempotent (the store upsert
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from exchange.audit.log import AuditEntry, AuditKind, AuditLog
+from exchange.dedup.claims import Claim, SightingClaim, Source, Warn, claim_from_indicator, claim_from_sighting
 from exchange.errors import InvalidObject
 from exchange.ingest.journal import Envelope, Journal
 from exchange.model.stix import StixRecord, object_ref, read_record
+from exchange.normalize.formats.stix2x import upgrade_object
+from exchange.policy.tlp import Tlp
 from exchange.store.base import EnvelopeWrite, ObjectResult, Outcome, StatusRecord, Store
 
 log = logging.getLogger(__name__)
@@ -23,9 +27,36 @@ BATCH = 32  # envelopes per store transaction
 RETRY_DELAY = 1.0
 
 
-def prepare(env: Envelope) -> EnvelopeWrite:
-    """Split an envelope into storable records and per-object rejections (pure; runs in a thread)."""
+@dataclass(frozen=True, slots=True)
+class ClaimPolicy:
+    """How objects become claims: who each account is, the TLP of unmarked objects, false-positive lists."""
+
+    sources: Mapping[str, Source] = field(default_factory=dict)
+    default_tlp: Tlp = Tlp.GREEN
+    warn: Warn | None = None
+
+    def source(self, account: str) -> Source:
+        return self.sources.get(account) or Source(name=account)
+
+
+def derive(obj: dict[str, Any], record: StixRecord, source: Source,
+           policy: ClaimPolicy) -> Claim | SightingClaim | None:
+    """The claim an indicator or sighting makes (upgraded first when it is STIX 2.0); InvalidObject if bad."""
+    if record.type not in ("indicator", "sighting"):
+        return None
+    if record.spec_version == "2.0":
+        obj = upgrade_object(obj)[0]
+    if record.type == "indicator":
+        return claim_from_indicator(obj, source, default_tlp=policy.default_tlp, warn=policy.warn)
+    return claim_from_sighting(obj, source, default_tlp=policy.default_tlp)
+
+
+def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
+    """Split an envelope into storable records, their claims, and per-object rejections (pure; in a thread)."""
+    policy = policy or ClaimPolicy()
+    source = policy.source(env.account)
     records: list[StixRecord] = []
+    derived: list[Claim | SightingClaim | None] = []
     rejected: list[ObjectResult] = []
     try:
         objects = orjson.loads(env.body)["objects"]
@@ -36,7 +67,10 @@ def prepare(env: Envelope) -> EnvelopeWrite:
         rejected.append(ObjectResult(id="", version="", outcome=Outcome.REJECTED, message=f"bad envelope: {exc}"))
     for index, obj in enumerate(objects):
         try:
-            records.append(read_record(obj))
+            record = read_record(obj)
+            claim = derive(obj, record, source, policy)
+            records.append(record)
+            derived.append(claim)
         except InvalidObject as exc:
             ident, version = object_ref(obj)
             rejected.append(ObjectResult(id=ident, version=version, outcome=Outcome.REJECTED,
@@ -48,7 +82,7 @@ def prepare(env: Envelope) -> EnvelopeWrite:
                                          message=f"objects[{index}]: could not be checked ({type(exc).__name__})"))
     status = StatusRecord(id=env.status_id, api_root=env.api_root, account=env.account,
                           request_timestamp=env.received_at, total=env.total, results=tuple(rejected))
-    return EnvelopeWrite(collection_id=env.collection_id, records=records, status=status)
+    return EnvelopeWrite(collection_id=env.collection_id, records=records, status=status, derived=derived)
 
 
 def stored_entry(collection_id: str, status: StatusRecord, *, replayed: bool = False) -> AuditEntry:
@@ -60,10 +94,11 @@ def stored_entry(collection_id: str, status: StatusRecord, *, replayed: bool = F
 
 
 class Processor:
-    def __init__(self, journal: Journal, store: Store, audit: AuditLog) -> None:
+    def __init__(self, journal: Journal, store: Store, audit: AuditLog, policy: ClaimPolicy | None = None) -> None:
         self._journal = journal
         self._store = store
         self._audit = audit
+        self._policy = policy or ClaimPolicy()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._running = asyncio.Event()  # cleared by pause(): an operator (or a test) holds processing
@@ -120,7 +155,7 @@ class Processor:
     async def _prepare(self, envelopes: list[Envelope]) -> "_Prepared":
         done = await self._store.get_statuses([e.status_id for e in envelopes])
         fresh = [e for e in envelopes if e.status_id not in done]
-        writes = await asyncio.to_thread(lambda: [prepare(e) for e in fresh])
+        writes = await asyncio.to_thread(lambda: [prepare(e, self._policy) for e in fresh])
         return _Prepared(envelopes, writes, done)
 
     async def _commit_forever(self, queue: asyncio.Queue["_Prepared"]) -> None:

@@ -1,10 +1,13 @@
 """The storage interface every backend implements: typed queries in, typed pages out."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from exchange.dedup.claims import Claim, SightingClaim
+from exchange.dedup.merge import HubIdentity
 from exchange.model.stix import StixRecord
+from exchange.policy.tlp import Tlp
 
 
 class VersionMatch(StrEnum):
@@ -52,6 +55,7 @@ class Page:
 class Outcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"  # an exact re-post of an existing version: a success (TAXII 2.1 section 5.4)
+    MERGED = "merged"  # stored verbatim, and its claim joined an indicator other claims already made
     REJECTED = "rejected"
 
 
@@ -88,6 +92,16 @@ class EnvelopeWrite:
     collection_id: str
     records: list[StixRecord]
     status: StatusRecord  # results of rejected objects already filled in; stored ones are added by the store
+    derived: list[Claim | SightingClaim | None] = field(default_factory=list)  # aligned with records
+
+
+@dataclass(frozen=True, slots=True)
+class MergePolicy:
+    """Where and for whom the store materializes canonical indicators from claims."""
+
+    collection_id: str
+    audience: Tlp
+    hub: HubIdentity
 
 
 class Store(Protocol):
@@ -106,3 +120,5 @@ class Store(Protocol):
     async def get_statuses(self, status_ids: list[str]) -> dict[str, StatusRecord]: ...
 
     async def count_objects(self, collection_id: str) -> int: ...
+
+    async def install(self, collection_id: str, objects: list[dict[str, object]]) -> None: ...

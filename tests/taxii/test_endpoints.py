@@ -9,7 +9,7 @@ import pytest
 import requests
 from taxii2client.v21 import ApiRoot, Server
 
-from tests.hubs import ALERTS, INBOX, SECRET, Hub, thread_hub
+from tests.hubs import ALERTS, CANONICAL, INBOX, SECRET, Hub, thread_hub
 from tests.taxii.helpers import (
     STIX20,
     STIX21,
@@ -30,6 +30,7 @@ from tests.taxii.helpers import (
     objects_url,
     parse_stamp,
     post,
+    stamp,
 )
 
 
@@ -69,7 +70,7 @@ def test_unknown_api_root_is_404(shared_hub: Hub) -> None:
 # --- collections (TAXII 2.1 sections 5.1, 5.2) ---
 
 @pytest.mark.parametrize(("account", "expected"), [
-    ("alice", {INBOX: (True, True), ALERTS: (True, False), SECRET: (True, True)}),
+    ("alice", {INBOX: (True, True), ALERTS: (True, False), SECRET: (True, True), CANONICAL: (True, False)}),
     ("bob", {ALERTS: (True, False)}),
     ("writer", {INBOX: (False, True)}),
     ("tokenbot", {INBOX: (True, False)}),
@@ -83,7 +84,8 @@ def test_collections_list_what_the_account_may_use(shared_hub: Hub, account: str
         assert coll.media_types and STIX21 in coll.media_types
     raw = get(shared_hub, "/api/collections/", account=account).json()["collections"]
     aliases = {c["id"]: c.get("alias") for c in raw}
-    assert aliases == {k: v for k, v in {INBOX: "inbox", ALERTS: "alerts", SECRET: "secret"}.items() if k in expected}
+    names = {INBOX: "inbox", ALERTS: "alerts", SECRET: "secret", CANONICAL: "canonical"}
+    assert aliases == {k: v for k, v in names.items() if k in expected}
 
 
 @pytest.mark.parametrize("name", [INBOX, "inbox"])
@@ -244,6 +246,7 @@ def test_status_resource_counts_successes_and_failures(hub: Hub) -> None:
     assert again.id == status.id and again.status == "complete"
     assert (again.total_count, again.success_count, again.failure_count, again.pending_count) == (3, 2, 1, 0)
     assert {s["id"] for s in again.successes} == {indicator(1)["id"], malware(2)["id"]}
+    assert all(parse_stamp(s["version"]) == parse_stamp(stamp(0)) for s in again.successes)
     assert len(again.failures) == 1
     parse_stamp(again.request_timestamp)
 

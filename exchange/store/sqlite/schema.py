@@ -32,3 +32,35 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
+MIGRATIONS += (
+    # 2: claims (one live claim per source and producer object), canonical indicators, sightings.
+    """
+    CREATE TABLE claims (
+        source       TEXT NOT NULL,
+        producer_id  TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        modified     INTEGER NOT NULL,
+        data         BLOB NOT NULL,
+        PRIMARY KEY (source, producer_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX claims_by_indicator ON claims(indicator_id);
+    CREATE INDEX claims_by_producer ON claims(producer_id);
+    CREATE TABLE indicators (
+        id          TEXT PRIMARY KEY,
+        pattern     TEXT NOT NULL,
+        created     INTEGER NOT NULL,
+        modified    INTEGER NOT NULL DEFAULT 0,
+        merged_hash BLOB
+    ) WITHOUT ROWID;
+    CREATE TABLE sightings (
+        source       TEXT NOT NULL,
+        sighting_id  TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        modified     INTEGER NOT NULL,
+        data         BLOB NOT NULL,
+        PRIMARY KEY (source, sighting_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX sightings_by_indicator ON sightings(indicator_id);
+    """,
+)

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import msgpack
 
-from exchange.model.stix import StixRecord
+from exchange.dedup.claims import Claim, SightingClaim
+from exchange.model.stix import StixRecord, read_record
 from exchange.model.timestamps import format_timestamp, now_micros
 from exchange.store.base import (
     EnvelopeWrite,
+    MergePolicy,
     ObjectQuery,
     ObjectResult,
     Outcome,
@@ -17,6 +19,7 @@ from exchange.store.base import (
     StoredObject,
     VersionMatch,
 )
+from exchange.store.sqlite.claims import materialize, upsert_claim, upsert_sighting
 from exchange.store.sqlite.engine import SQLiteEngine
 from exchange.store.sqlite.schema import MIGRATIONS
 
@@ -25,9 +28,10 @@ _FLAGS = {VersionMatch.FIRST: "is_first", VersionMatch.LAST: "is_last"}
 
 
 class SQLiteStore:
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", merge: MergePolicy | None = None) -> None:
         self._engine = SQLiteEngine(path, MIGRATIONS, synchronous=synchronous, cache_mib=32)
         self._last_added = 0  # touched only inside writer jobs
+        self._merge = merge
 
     async def start(self) -> None:
         await self._engine.start()
@@ -46,20 +50,29 @@ class SQLiteStore:
         def job(conn: sqlite3.Connection) -> list[StatusRecord]:
             saved = self._last_added
             try:
-                return [self._write_envelope(conn, w) for w in writes]
+                touched: set[str] = set()
+                statuses = [self._write_envelope(conn, w, touched) for w in writes]
+                self._materialize(conn, touched)
+                return statuses
             except BaseException:
                 self._last_added = saved
                 raise
 
         return await self._engine.write(job)
 
-    def _write_envelope(self, conn: sqlite3.Connection, write: EnvelopeWrite) -> StatusRecord:
+    def _write_envelope(self, conn: sqlite3.Connection, write: EnvelopeWrite, touched: set[str]) -> StatusRecord:
         results = list(write.status.results)
         extremes = _version_extremes(conn, write.collection_id, {r.id for r in write.records})
-        for record in write.records:
+        derived = write.derived or [None] * len(write.records)
+        for record, claim in zip(write.records, derived, strict=True):
             outcome, date_added = self._insert(conn, write.collection_id, record, extremes)
             version = format_timestamp(record.version or date_added)
             message = "stored" if outcome is Outcome.STORED else "this version is already stored"
+            if outcome is Outcome.STORED and isinstance(claim, Claim):
+                joined, message = upsert_claim(conn, claim, touched)
+                outcome = Outcome.MERGED if joined else outcome
+            elif outcome is Outcome.STORED and isinstance(claim, SightingClaim):
+                message = upsert_sighting(conn, claim, touched)
             results.append(ObjectResult(id=record.id, version=version, outcome=outcome, message=message))
         status = StatusRecord(id=write.status.id, api_root=write.status.api_root, account=write.status.account,
                               request_timestamp=write.status.request_timestamp, total=write.status.total,
@@ -71,6 +84,25 @@ class SQLiteStore:
              msgpack.packb([[r.id, r.version, r.outcome.value, r.message] for r in status.results])),
         )
         return status
+
+    def _materialize(self, conn: sqlite3.Connection, touched: set[str]) -> None:
+        if self._merge is None or not touched:
+            return
+        records = [r for r in (materialize(conn, i, self._merge) for i in sorted(touched)) if r is not None]
+        extremes = _version_extremes(conn, self._merge.collection_id, {r.id for r in records})
+        for record in records:
+            self._insert(conn, self._merge.collection_id, record, extremes)
+
+    async def install(self, collection_id: str, objects: list[dict[str, object]]) -> None:
+        """Put fixed objects (the hub's identity, extension definitions) into a collection, once."""
+        records = [read_record(o) for o in objects]
+
+        def job(conn: sqlite3.Connection) -> None:
+            extremes = _version_extremes(conn, collection_id, {r.id for r in records})
+            for record in records:
+                self._insert(conn, collection_id, record, extremes)
+
+        await self._engine.write(job)
 
     def _insert(self, conn: sqlite3.Connection, collection: str, rec: StixRecord,
                 extremes: dict[str, tuple[int, int]]) -> tuple[Outcome, int]:

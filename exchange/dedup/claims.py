@@ -1,0 +1,143 @@
+"""Claims: what one source said about one canonical indicator (or sighted it), read from its STIX object.
+
+Pure functions; they run in the processor's worker thread. A claim keeps the producer's own id and
+version, so a newer version from the same producer replaces its claim and a revocation retracts it.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from exchange.errors import InvalidObject
+from exchange.model.timestamps import parse_timestamp
+from exchange.normalize.ids import indicator_id
+from exchange.normalize.patterns import canonical_pattern_with_role, single_value
+from exchange.normalize.values import ValueKind
+from exchange.policy.tlp import Tlp, tlp_of_markings
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Who sends: an account today, a peer hub with #4; country is ISO 3166-1 alpha-2."""
+
+    name: str
+    country: str | None = None
+    trust: float = 1.0  # weight of this source's confidence in the merged confidence
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    indicator_id: str
+    pattern: str  # canonical
+    source: str
+    country: str | None
+    trust: float
+    producer_id: str
+    created: int
+    modified: int
+    revoked: bool
+    tlp: Tlp
+    confidence: int | None
+    valid_from: int | None
+    valid_until: int | None
+    name: str | None
+    labels: tuple[str, ...]
+    indicator_types: tuple[str, ...]
+    kill_chain: tuple[tuple[str, str], ...]
+    role: str | None  # e.g. 'dst' for misp-stix network-traffic dst_ref forms
+    warnings: tuple[str, ...]  # names of the warninglists the value is on
+
+
+@dataclass(frozen=True, slots=True)
+class SightingClaim:
+    sighting_id: str
+    sighting_of: str  # the id the sender used: its own indicator id, or a canonical one
+    source: str
+    country: str | None
+    modified: int
+    revoked: bool
+    tlp: Tlp
+    count: int
+    first_seen: int | None
+    last_seen: int | None
+
+
+def _time(obj: dict[str, Any], prop: str) -> int | None:
+    value = obj.get(prop)
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        raise InvalidObject(f"invalid '{prop}': {exc}") from None
+
+
+def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
+    value = obj.get(prop) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidObject(f"'{prop}' must be a list of strings")
+    return tuple(sorted(set(value)))
+
+
+def _kill_chain(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    phases = obj.get("kill_chain_phases") or []
+    try:
+        return tuple(sorted({(p["kill_chain_name"], p["phase_name"]) for p in phases}))
+    except (TypeError, KeyError):
+        raise InvalidObject("'kill_chain_phases' entries need kill_chain_name and phase_name") from None
+
+
+def _confidence(obj: dict[str, Any]) -> int | None:
+    value = obj.get("confidence")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise InvalidObject(f"'confidence' must be an integer 0-100, not {value!r}")
+    return value
+
+
+class _Hit(Protocol):
+    list_name: str
+
+
+Warn = Callable[[ValueKind, str], Iterable[_Hit]]  # a warninglist matcher (normalize/warninglists.py)
+
+
+def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tlp,
+                         warn: Warn | None = None) -> Claim | None:
+    """The claim an indicator makes; None for non-STIX pattern languages (kept verbatim only)."""
+    if obj.get("pattern_type", "stix") != "stix":
+        return None
+    pattern = obj.get("pattern")
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise InvalidObject("indicator has no 'pattern'")
+    canonical, role = canonical_pattern_with_role(pattern)
+    created = _time(obj, "created") or 0
+    hits: Iterable[_Hit] = ()
+    if warn is not None and (value := single_value(canonical)) is not None:
+        hits = warn(*value)
+    return Claim(
+        indicator_id=indicator_id(canonical), pattern=canonical, source=source.name, country=source.country,
+        trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
+        revoked=bool(obj.get("revoked", False)), tlp=tlp_of_markings(obj.get("object_marking_refs")) or default_tlp,
+        confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
+        name=obj.get("name") if isinstance(obj.get("name"), str) else None, labels=_strings(obj, "labels"),
+        indicator_types=_strings(obj, "indicator_types"), kill_chain=_kill_chain(obj), role=role,
+        warnings=tuple(sorted({h.list_name for h in hits})),
+    )
+
+
+def claim_from_sighting(obj: dict[str, Any], source: Source, *, default_tlp: Tlp) -> SightingClaim | None:
+    target = obj.get("sighting_of_ref")
+    if not isinstance(target, str) or not target.startswith("indicator--"):
+        return None  # sightings of other SDOs are kept verbatim only
+    count = obj.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise InvalidObject(f"'count' must be a non-negative integer, not {count!r}")
+    created = _time(obj, "created") or 0
+    return SightingClaim(
+        sighting_id=obj["id"], sighting_of=target, source=source.name, country=source.country,
+        modified=_time(obj, "modified") or created, revoked=bool(obj.get("revoked", False)),
+        tlp=tlp_of_markings(obj.get("object_marking_refs")) or default_tlp, count=count,
+        first_seen=_time(obj, "first_seen"), last_seen=_time(obj, "last_seen"),
+    )

@@ -1,0 +1,131 @@
+"""The canonical indicator: merged from the claims an audience may see, authored by the hub.
+
+Pure. A claim above the audience's TLP neither changes nor shows in the result (so a TLP:RED claim
+never leaks into what a TLP:GREEN audience receives, while CLEAR and GREEN claims stay shareable).
+"""
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from exchange.dedup.claims import Claim, SightingClaim
+from exchange.model.timestamps import format_timestamp
+from exchange.normalize.ids import NAMESPACE
+from exchange.policy.tlp import Tlp, marking_id
+
+# The provenance property extension (STIX 2.1 section 7.3); definition and JSON Schema in schemas/.
+PROVENANCE_EXTENSION = "extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e9a"
+PROJECT_IDENTITY = "identity--c39d4954-eedb-43f3-a885-0bfa60b545cb"  # the author of that extension
+MIN_STEP = 1_000  # µs: consecutive canonical versions differ by at least a millisecond in `modified`
+
+
+@dataclass(frozen=True, slots=True)
+class HubIdentity:
+    name: str
+
+    @property
+    def id(self) -> str:
+        # Deterministic from the hub's name, so a restarted or re-installed hub keeps authoring as itself.
+        return f"identity--{uuid.uuid5(NAMESPACE, 'hub:' + self.name)}"
+
+    def stix(self, created: str = "2024-01-01T00:00:00.000Z") -> dict[str, Any]:
+        return {"type": "identity", "spec_version": "2.1", "id": self.id, "created": created, "modified": created,
+                "name": self.name, "identity_class": "organization"}
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    body: dict[str, Any]
+    content_hash: bytes  # of everything but `modified`: an unchanged merge makes no new version
+
+
+def combined_confidence(claims: Sequence[Claim]) -> int | None:
+    """Independent-evidence combination: 1 - prod(1 - trust * confidence)."""
+    weighted = [c.trust * c.confidence / 100 for c in claims if c.confidence is not None]
+    if not weighted:
+        return None
+    doubt = 1.0
+    for w in weighted:
+        doubt *= 1 - min(max(w, 0.0), 1.0)
+    return round(100 * (1 - doubt))
+
+
+def _provenance(claim: Claim) -> dict[str, Any]:
+    entry: dict[str, Any] = {"source": claim.source, "original_id": claim.producer_id,
+                             "original_modified": format_timestamp(claim.modified), "tlp": claim.tlp.label}
+    optional = {"country": claim.country, "confidence": claim.confidence, "role": claim.role,
+                "valid_from": claim.valid_from and format_timestamp(claim.valid_from),
+                "valid_until": claim.valid_until and format_timestamp(claim.valid_until),
+                "labels": list(claim.labels) or None, "revoked": claim.revoked or None}
+    entry.update({k: v for k, v in optional.items() if v is not None})
+    return entry
+
+
+def _sightings(sightings: Sequence[SightingClaim]) -> dict[str, Any] | None:
+    live = [s for s in sightings if not s.revoked]
+    if not live:
+        return None
+    seen = [t for s in live for t in (s.first_seen, s.last_seen) if t is not None]
+    out: dict[str, Any] = {"count": sum(s.count for s in live), "sources": sorted({s.source for s in live})}
+    countries = sorted({s.country for s in live if s.country})
+    if countries:
+        out["countries"] = countries
+    if seen:
+        out["first_seen"], out["last_seen"] = format_timestamp(min(seen)), format_timestamp(max(seen))
+    return out
+
+
+def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: int, previous_modified: int,
+          sightings: Sequence[SightingClaim] = ()) -> Merged | None:
+    """The canonical indicator as `audience` may see it, or None when it may see no claim of it."""
+    visible = sorted((c for c in claims if c.tlp <= audience), key=lambda c: (c.source, c.producer_id))
+    if not visible:
+        return None
+    live = [c for c in visible if not c.revoked]
+    basis = live or visible  # revoked only when no live claim is left
+    first = min(basis, key=lambda c: (c.created, c.source))
+    starts = [c.valid_from for c in basis if c.valid_from is not None]
+    ends = [c.valid_until for c in basis if c.valid_until is not None]
+    body: dict[str, Any] = {
+        "type": "indicator", "spec_version": "2.1", "id": first.indicator_id, "created_by_ref": hub.id,
+        "created": format_timestamp(created), "pattern": first.pattern, "pattern_type": "stix",
+        "pattern_version": "2.1", "valid_from": format_timestamp(min(starts) if starts else created),
+        "name": first.name or first.pattern,
+    }
+    if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
+        body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
+    for prop, values in (("indicator_types", {t for c in basis for t in c.indicator_types}),
+                         ("labels", {t for c in basis for t in c.labels})):
+        if values:
+            body[prop] = sorted(values)
+    phases = sorted({p for c in basis for p in c.kill_chain})
+    if phases:
+        body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in phases]
+    confidence = combined_confidence(live)
+    if confidence is not None:
+        body["confidence"] = confidence
+    if not live:
+        body["revoked"] = True
+    body["object_marking_refs"] = [marking_id(max(c.tlp for c in visible))]
+    visible_sightings = [s for s in sightings if s.tlp <= audience]
+    provenance: dict[str, Any] = {
+        "extension_type": "property-extension",
+        "claims": [_provenance(c) for c in visible],
+        "source_count": len({c.source for c in live}),
+        "countries": sorted({c.country for c in live if c.country}),
+    }
+    warnings = sorted({w for c in visible for w in c.warnings})
+    if warnings:
+        provenance["warninglists"] = warnings
+    if (seen := _sightings(visible_sightings)) is not None:
+        provenance["sightings"] = seen
+    body["extensions"] = {PROVENANCE_EXTENSION: provenance}
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
+    newest_claim = max(c.modified for c in visible)
+    modified = max(previous_modified + MIN_STEP, newest_claim, created)
+    body["modified"] = format_timestamp(modified)
+    return Merged(body=body, content_hash=digest)

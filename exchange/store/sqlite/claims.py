@@ -1,0 +1,105 @@
+"""Claims in SQLite: atomic upserts keyed by (source, producer id) and canonical re-materialization.
+
+Runs inside the store's writer transaction (serial), next to the verbatim insert of the same object.
+"""
+
+import sqlite3
+
+import msgpack
+
+from exchange.dedup.claims import Claim, SightingClaim
+from exchange.dedup.merge import merge
+from exchange.model.stix import StixRecord, read_record
+from exchange.policy.tlp import Tlp
+from exchange.store.base import MergePolicy
+
+
+def pack_claim(c: Claim) -> bytes:
+    return msgpack.packb([c.indicator_id, c.pattern, c.source, c.country, c.trust, c.producer_id, c.created,
+                          c.modified, c.revoked, int(c.tlp), c.confidence, c.valid_from, c.valid_until, c.name,
+                          c.labels, c.indicator_types, c.kill_chain, c.role, c.warnings])
+
+
+def unpack_claim(data: bytes) -> Claim:
+    (ind, pattern, source, country, trust, producer, created, modified, revoked, tlp, confidence, valid_from,
+     valid_until, name, labels, types, kill_chain, role, warnings) = msgpack.unpackb(data)
+    return Claim(indicator_id=ind, pattern=pattern, source=source, country=country, trust=trust,
+                 producer_id=producer, created=created, modified=modified, revoked=revoked, tlp=Tlp(tlp),
+                 confidence=confidence, valid_from=valid_from, valid_until=valid_until, name=name,
+                 labels=tuple(labels), indicator_types=tuple(types), kill_chain=tuple(tuple(k) for k in kill_chain),
+                 role=role, warnings=tuple(warnings))
+
+
+def pack_sighting(s: SightingClaim) -> bytes:
+    return msgpack.packb([s.sighting_id, s.sighting_of, s.source, s.country, s.modified, s.revoked, int(s.tlp),
+                          s.count, s.first_seen, s.last_seen])
+
+
+def unpack_sighting(data: bytes) -> SightingClaim:
+    sid, of, source, country, modified, revoked, tlp, count, first_seen, last_seen = msgpack.unpackb(data)
+    return SightingClaim(sighting_id=sid, sighting_of=of, source=source, country=country, modified=modified,
+                         revoked=revoked, tlp=Tlp(tlp), count=count, first_seen=first_seen, last_seen=last_seen)
+
+
+def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> tuple[bool, str]:
+    """Record a claim; returns (joined an existing indicator, message for the status resource)."""
+    prior = conn.execute("SELECT indicator_id, modified FROM claims WHERE source = ? AND producer_id = ?",
+                         (claim.source, claim.producer_id)).fetchone()
+    if prior is not None and claim.modified <= prior[1]:
+        return True, f"an equal or newer version of this claim is already recorded on {prior[0]}"
+    if prior is not None and prior[0] != claim.indicator_id:
+        touched.add(prior[0])  # the producer changed its pattern: its claim leaves the old indicator
+    conn.execute(
+        "INSERT INTO claims (source, producer_id, indicator_id, modified, data) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (source, producer_id) DO UPDATE SET indicator_id = excluded.indicator_id,"
+        " modified = excluded.modified, data = excluded.data",
+        (claim.source, claim.producer_id, claim.indicator_id, claim.modified, pack_claim(claim)),
+    )
+    new = conn.execute("INSERT INTO indicators (id, pattern, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                       (claim.indicator_id, claim.pattern, claim.created)).rowcount == 1
+    touched.add(claim.indicator_id)
+    others = conn.execute("SELECT count(*) FROM claims WHERE indicator_id = ? AND source != ?",
+                          (claim.indicator_id, claim.source)).fetchone()[0]
+    verb = "revoked its claim on" if claim.revoked else "claims"
+    if new:
+        return False, f"{claim.source} {verb} new canonical indicator {claim.indicator_id}"
+    return True, f"merged: {claim.source} {verb} {claim.indicator_id} ({others} other source(s))"
+
+
+def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: set[str]) -> str:
+    target = sighting.sighting_of
+    row = conn.execute("SELECT 1 FROM indicators WHERE id = ?", (target,)).fetchone()
+    if row is None:  # the sender's own indicator id: follow its claim to the canonical indicator
+        found = conn.execute("SELECT indicator_id FROM claims WHERE producer_id = ? LIMIT 1", (target,)).fetchone()
+        if found is None:
+            return f"stored; sighting of {target}, an indicator this hub has no claim for"
+        target = found[0]
+    conn.execute(
+        "INSERT INTO sightings (source, sighting_id, indicator_id, modified, data) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (source, sighting_id) DO UPDATE SET indicator_id = excluded.indicator_id,"
+        " modified = excluded.modified, data = excluded.data WHERE excluded.modified > sightings.modified",
+        (sighting.source, sighting.sighting_id, target, sighting.modified, pack_sighting(sighting)),
+    )
+    touched.add(target)
+    return f"sighting recorded on {target}"
+
+
+def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy) -> StixRecord | None:
+    """The new canonical version of one indicator, or None when what the audience sees did not change."""
+    row = conn.execute("SELECT created, modified, merged_hash FROM indicators WHERE id = ?",
+                       (indicator_id,)).fetchone()
+    if row is None:
+        return None
+    created, previous, previous_hash = row
+    claims = [unpack_claim(r[0]) for r in conn.execute(
+        "SELECT data FROM claims WHERE indicator_id = ?", (indicator_id,))]
+    sightings = [unpack_sighting(r[0]) for r in conn.execute(
+        "SELECT data FROM sightings WHERE indicator_id = ?", (indicator_id,))]
+    merged = merge(claims, audience=policy.audience, hub=policy.hub, created=created, previous_modified=previous,
+                   sightings=sightings)
+    if merged is None or merged.content_hash == previous_hash:
+        return None
+    record = read_record(merged.body)
+    conn.execute("UPDATE indicators SET modified = ?, merged_hash = ? WHERE id = ?",
+                 (record.version, merged.content_hash, indicator_id))
+    return record
