@@ -79,10 +79,15 @@ def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
+def _slug(text: str) -> str:
+    # STIX 2.1 section 4.3 recommends lower-case, hyphen-separated names: 'Network activity' == 'network-activity'.
+    return "-".join(text.lower().replace("_", " ").split())
+
+
 def _kill_chain(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     phases = obj.get("kill_chain_phases") or []
     try:
-        return tuple(sorted({(p["kill_chain_name"], p["phase_name"]) for p in phases}))
+        return tuple(sorted({(_slug(p["kill_chain_name"]), _slug(p["phase_name"])) for p in phases}))
     except (TypeError, KeyError):
         raise InvalidObject("'kill_chain_phases' entries need kill_chain_name and phase_name") from None
 
@@ -97,7 +102,8 @@ def _confidence(obj: dict[str, Any]) -> int | None:
 
 
 class _Hit(Protocol):
-    list_name: str
+    @property
+    def list_name(self) -> str: ...
 
 
 Warn = Callable[[ValueKind, str], Iterable[_Hit]]  # a warninglist matcher (normalize/warninglists.py)

@@ -95,6 +95,8 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
         "created": format_timestamp(created), "pattern": first.pattern, "pattern_type": "stix",
         "pattern_version": "2.1", "valid_from": format_timestamp(min(starts) if starts else created),
         "name": first.name or first.pattern,
+        "description": f"Merged by {hub.name} from {len(basis)} claim(s) of "
+                       f"{len({c.source for c in basis})} source(s); provenance in the extension.",
     }
     if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
         body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
@@ -116,8 +118,10 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
         "extension_type": "property-extension",
         "claims": [_provenance(c) for c in visible],
         "source_count": len({c.source for c in live}),
-        "countries": sorted({c.country for c in live if c.country}),
     }
+    countries = sorted({c.country for c in live if c.country})
+    if countries:  # STIX 2.1 section 3.3: empty lists are not allowed
+        provenance["countries"] = countries
     warnings = sorted({w for c in visible for w in c.warnings})
     if warnings:
         provenance["warninglists"] = warnings

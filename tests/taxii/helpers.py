@@ -134,11 +134,14 @@ def assert_taxii_error(resp: requests.Response, status: int) -> dict[str, Any]:
     return body
 
 
+MAX_PAGES = 200  # a pager that never sees more=false fails instead of hanging
+
+
 def follow(hub: Hub, path: str, params: dict[str, Any] | None = None, *,
            account: str = "alice") -> Iterator[requests.Response]:
     """Each page of a paged endpoint, following `next` until `more` is false."""
     params = dict(params or {})
-    while True:
+    for _ in range(MAX_PAGES):
         resp = get(hub, path, params, account=account)
         assert resp.status_code == 200, (resp.status_code, resp.text)
         yield resp
@@ -148,6 +151,7 @@ def follow(hub: Hub, path: str, params: dict[str, Any] | None = None, *,
             return
         assert body.get("next"), body
         params["next"] = body["next"]
+    raise AssertionError(f"still more=true after {MAX_PAGES} pages of {path}")
 
 
 def ids_of(objects: Iterable[StixObject]) -> list[str]:

@@ -170,6 +170,34 @@ def test_versions_posted_out_of_order(hub: Hub) -> None:
     assert sorted(version("first,last")) == at(0, 40)
 
 
+def test_versions_out_of_order_in_one_envelope(hub: Hub) -> None:
+    post(collection(hub), [indicator(1, modified=m) for m in (20, 0, 30, 10, 20)])
+    coll = collection(hub)
+    assert instants(o["modified"] for o in coll.get_object(IND1, version="first")["objects"]) == at(0)
+    assert instants(o["modified"] for o in coll.get_object(IND1, version="last")["objects"]) == at(30)
+    assert sorted(instants(o["modified"] for o in coll.get_object(IND1, version="all")["objects"])) == \
+        at(0, 10, 20, 30)
+
+
+def test_versions_from_envelopes_processed_together(hub: Hub) -> None:
+    """Envelopes that queue up while processing is held are stored in one batch, in the order they came."""
+    hub.call(lambda svc: svc.processor.pause())
+    coll = collection(hub)
+    rounds = [[indicator(1, modified=10)], [indicator(1, modified=30), indicator(2)], [indicator(1, modified=0)],
+              [indicator(1, modified=20), indicator(1, modified=10)]]
+    statuses = [coll.add_objects({"objects": objects}, wait_for_completion=False) for objects in rounds]
+    hub.call(lambda svc: svc.processor.resume())
+    for status in statuses:
+        status.wait_until_final(poll_interval=0.05, timeout=30)
+        assert (status.status, status.failure_count) == ("complete", 0)
+    assert [s.success_count for s in statuses] == [1, 2, 1, 2]
+    assert instants(o["modified"] for o in coll.get_object(IND1, version="first")["objects"]) == at(0)
+    assert instants(o["modified"] for o in coll.get_object(IND1, version="last")["objects"]) == at(30)
+    records = manifest(hub, {"match[version]": "all"})
+    assert [(r["id"], parse_stamp(r["version"])) for r in records] == \
+        [(IND1, at(10)[0]), (IND1, at(30)[0]), (IND2, at(0)[0]), (IND1, at(0)[0]), (IND1, at(20)[0])]
+
+
 # --- duplicates and date_added (TAXII 2.1 sections 3.4.1, 5.4) ---
 
 def test_exact_repost_is_a_success_and_adds_no_version(hub: Hub) -> None:

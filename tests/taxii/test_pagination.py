@@ -1,6 +1,7 @@
 """TAXII 2.1 conformance of pagination (issue #2; TAXII 2.1 section 3.4): limit, more/next, X-TAXII-Date-Added
 headers, concurrent inserts, cursors that survive a restart, and cursors that must be refused."""
 
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +12,10 @@ from taxii2client.v21 import as_pages
 
 from tests.hubs import Hub, thread_hub
 from tests.taxii.helpers import (
+    MAX_PAGES,
     StixObject,
     assert_taxii_error,
+    at,
     collection,
     follow,
     get,
@@ -50,14 +53,14 @@ def _page_sizes(total: int, limit: int) -> list[int]:
 # --- paging through objects and manifests ---
 
 def test_as_pages_walks_every_object_once(many: Hub) -> None:
-    pages = list(as_pages(collection(many).get_objects, per_request=LIMIT))
+    pages = list(itertools.islice(as_pages(collection(many).get_objects, per_request=LIMIT), MAX_PAGES))
     assert [len(p["objects"]) for p in pages] == _page_sizes(TOTAL, LIMIT)
     assert [p["more"] for p in pages] == [True] * (len(pages) - 1) + [False]
     assert [i for p in pages for i in ids_of(p["objects"])] == _sent_ids()
 
 
 def test_as_pages_walks_the_manifest(many: Hub) -> None:
-    pages = list(as_pages(collection(many).get_manifest, per_request=LIMIT))
+    pages = list(itertools.islice(as_pages(collection(many).get_manifest, per_request=LIMIT), MAX_PAGES))
     records = [r for p in pages for r in p["objects"]]
     assert [r["id"] for r in records] == _sent_ids()
     added = instants(r["date_added"] for r in records)
@@ -100,14 +103,26 @@ def test_pages_with_filters(many: Hub) -> None:
 
 
 def test_versions_and_object_paginate(hub: Hub) -> None:
-    post(collection(hub), [indicator(1, modified=m) for m in range(7)] + [indicator(2)])
+    post(collection(hub), [indicator(1, modified=m) for m in (3, 0, 6, 1, 5, 2, 4)] + [indicator(2)])
+    added = {parse_stamp(r["version"]): r["date_added"]
+             for r in manifest(hub, {"match[id]": stix_id(1), "match[version]": "all"})}
     path = objects_url(hub) + stix_id(1) + "/"
-    versions = [v for page in follow(hub, path + "versions/", {"limit": 3}) for v in page.json()["versions"]]
-    assert sorted(instants(versions)) == sorted(set(instants(versions))) and len(versions) == 7
+    pages = list(follow(hub, path + "versions/", {"limit": 3}))
+    assert [len(p.json()["versions"]) for p in pages] == [3, 3, 1]
+    for page in pages:
+        versions = instants(page.json()["versions"])
+        assert page.headers["X-TAXII-Date-Added-First"] == min(added[v] for v in versions)
+        assert page.headers["X-TAXII-Date-Added-Last"] == max(added[v] for v in versions)
+    assert sorted(v for p in pages for v in instants(p.json()["versions"])) == at(*range(7))
+
     pages = list(follow(hub, path, {"limit": 3, "match[version]": "all"}))
     assert [len(p.json()["objects"]) for p in pages] == [3, 3, 1]
     objects = [o for p in pages for o in p.json()["objects"]]
-    assert objects == [indicator(1, modified=m) for m in range(7)]
+    assert objects == [indicator(1, modified=m) for m in (3, 0, 6, 1, 5, 2, 4)]  # in date_added order
+    for page in pages:
+        versions = instants(o["modified"] for o in page.json()["objects"])
+        assert page.headers["X-TAXII-Date-Added-First"] == added[versions[0]]
+        assert page.headers["X-TAXII-Date-Added-Last"] == added[versions[-1]]
 
 
 # --- the limit ---

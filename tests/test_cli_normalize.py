@@ -1,0 +1,83 @@
+"""`exchange normalize` (no hub) and `exchange ingest` (into a real hub) from the command line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+from stix2validator import ValidationOptions, validate_instance
+
+from exchange.dedup.merge import PROVENANCE_EXTENSION
+from tests.hubs import CANONICAL, PASSWORDS, thread_hub
+
+DATA = Path(__file__).resolve().parent / "data"
+CSV = DATA / "csv" / "infoblox-c2_beacon_20230414_iocs.csv"
+MISP = DATA / "misp" / "dad88707-beb8-4a14-94e2-5ffecf5a5f85.json"  # the same IOCs as the CSV, as a MISP event
+# 103: canonical ids are UUIDv5 on purpose (deterministic), not the v4 the validator recommends.
+AUTHORED = ValidationOptions(version="2.1", strict=True, disabled="103")
+THIRD_PARTY = ValidationOptions(version="2.1", strict=True, disabled="103,121,202,214,227,301,302,303,401")
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "exchange", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def indicators(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for o in bundle["objects"] if o["type"] == "indicator"]
+
+
+def test_csv_and_its_misp_twin_normalize_into_one_indicator_per_value() -> None:
+    alone = run("normalize", str(CSV))
+    both = run("normalize", str(CSV), str(MISP))
+    assert (alone.returncode, both.returncode) == (0, 0), both.stderr
+    single, merged = json.loads(alone.stdout), json.loads(both.stdout)
+    assert single["type"] == "bundle" and merged["type"] == "bundle"
+    assert {o["id"] for o in indicators(single)} == {o["id"] for o in indicators(merged)}
+    assert len(indicators(merged)) == 6  # six C2 domains in both files
+    for obj in indicators(merged):
+        claims = obj["extensions"][PROVENANCE_EXTENSION]["claims"]
+        assert sorted(c["source"] for c in claims) == sorted([str(CSV), str(MISP)]), obj["pattern"]
+        result = validate_instance(obj, AUTHORED)
+        assert result.is_valid, [str(e) for e in result.errors]
+    for obj in merged["objects"]:
+        assert validate_instance(obj, THIRD_PARTY).is_valid, obj["id"]
+
+
+def test_normalize_is_repeatable() -> None:
+    first, second = run("normalize", str(CSV), str(MISP)), run("normalize", str(CSV), str(MISP))
+    ids = [o["id"] for o in json.loads(first.stdout)["objects"]]
+    assert ids == [o["id"] for o in json.loads(second.stdout)["objects"]]
+    assert json.loads(first.stdout)["id"] == json.loads(second.stdout)["id"]
+
+
+def test_rejects_name_file_and_line_and_exit_1(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.txt"
+    feed.write_text("# a comment\nevil[.]example\nnot a value at all !!\n198.51.100[.]7\n")
+    result = run("normalize", "--format", "text", str(feed))
+    assert result.returncode == 1
+    assert f"{feed}:3" in result.stderr and "rejected" in result.stderr
+    patterns = sorted(o["pattern"] for o in indicators(json.loads(result.stdout)))
+    assert patterns == ["[domain-name:value = 'evil.example']", "[ipv4-addr:value = '198.51.100.7']"]
+
+
+def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
+    result = run("normalize", str(tmp_path / "missing.csv"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+def test_ingest_posts_files_to_a_running_hub(tmp_path: Path) -> None:
+    with thread_hub(tmp_path) as hub:
+        result = run("ingest", str(CSV), str(MISP), "--hub", hub.collection_url(), "--user", "alice",
+                     env={"EXCHANGE_PASSWORD": PASSWORDS["alice"]})
+        assert result.returncode == 0, result.stderr
+        assert "0 failed" in result.stdout
+        canonical = requests.get(hub.collection_url(CANONICAL) + "objects/", auth=("alice", PASSWORDS["alice"]),
+                                 params={"match[type]": "indicator"}, timeout=10).json()["objects"]
+        assert len(canonical) == 6
+        wrong = run("ingest", str(CSV), "--hub", hub.collection_url(), "--user", "alice",
+                    env={"EXCHANGE_PASSWORD": "wrong"})
+        assert wrong.returncode == 2 and "401" in wrong.stderr
