@@ -56,6 +56,11 @@ class Outcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"  # an exact re-post of an existing version: a success (TAXII 2.1 section 5.4)
     MERGED = "merged"  # stored verbatim, and its claim joined an indicator other claims already made
+    CONFLICT = "conflict"  # same id and version as a stored object, different content: a failure
+
+    @property
+    def succeeded(self) -> bool:
+        return self not in (Outcome.REJECTED, Outcome.CONFLICT)
     REJECTED = "rejected"
 
 
@@ -78,11 +83,11 @@ class StatusRecord:
 
     @property
     def success_count(self) -> int:
-        return sum(r.outcome is not Outcome.REJECTED for r in self.results)
+        return sum(r.outcome.succeeded for r in self.results)
 
     @property
     def failure_count(self) -> int:
-        return sum(r.outcome is Outcome.REJECTED for r in self.results)
+        return sum(not r.outcome.succeeded for r in self.results)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,7 +62,7 @@ def status_payload(status: StatusRecord, *, pending: list[tuple[str, str]] | Non
     """A status resource (TAXII 2.1 section 4.3.1); `pending` lists objects not processed yet."""
     def details(outcome_filter: bool) -> list[dict[str, str]]:
         return [{"id": r.id, "version": r.version, "message": r.message}
-                for r in status.results if (r.outcome.value == "rejected") is outcome_filter]
+                for r in status.results if (not r.outcome.succeeded) is outcome_filter]
 
     successes, failures = details(False), details(True)
     pendings = [{"id": i, "version": v} for i, v in (pending or [])]

@@ -25,6 +25,12 @@ from exchange.store.sqlite.schema import MIGRATIONS
 
 _COLUMNS = "date_added, stix_id, type, spec_version, version"
 _FLAGS = {VersionMatch.FIRST: "is_first", VersionMatch.LAST: "is_last"}
+_MESSAGES = {
+    Outcome.STORED: "stored",
+    Outcome.DUPLICATE: "this version is already stored",
+    Outcome.CONFLICT: "a different object with this id and modified is already stored; the first one stays "
+                      "(a changed object needs a later modified)",
+}
 
 
 class SQLiteStore:
@@ -67,7 +73,7 @@ class SQLiteStore:
         for record, claim in zip(write.records, derived, strict=True):
             outcome, date_added = self._insert(conn, write.collection_id, record, extremes)
             version = format_timestamp(record.version or date_added)
-            message = "stored" if outcome is Outcome.STORED else "this version is already stored"
+            message = _MESSAGES[outcome]
             if outcome is Outcome.STORED and isinstance(claim, Claim):
                 joined, message = upsert_claim(conn, claim, touched)
                 outcome = Outcome.MERGED if joined else outcome
@@ -119,9 +125,13 @@ class SQLiteStore:
         )
         if cur.rowcount == 0:
             existing = conn.execute(
-                "SELECT date_added FROM objects WHERE collection = ? AND stix_id = ? AND version = ?",
+                "SELECT date_added, content_hash FROM objects WHERE collection = ? AND stix_id = ? AND version = ?",
                 (collection, rec.id, rec.version),
             ).fetchone()
+            # STIX 2.1 section 3.6: one id and `modified` name one content. A different body under them is a
+            # producer error; the first stays. Unversioned objects (SCOs) have no `modified` to bump.
+            if rec.version and existing[1] != rec.content_hash:
+                return Outcome.CONFLICT, existing[0]
             return Outcome.DUPLICATE, existing[0]
         if is_last and highest is not None:
             conn.execute("UPDATE objects SET is_last = 0 WHERE collection = ? AND stix_id = ? AND is_last = 1"
