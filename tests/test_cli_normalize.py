@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from stix2validator import ValidationOptions, validate_instance
 
@@ -81,3 +82,28 @@ def test_ingest_posts_files_to_a_running_hub(tmp_path: Path) -> None:
         wrong = run("ingest", str(CSV), "--hub", hub.collection_url(), "--user", "alice",
                     env={"EXCHANGE_PASSWORD": "wrong"})
         assert wrong.returncode == 2 and "401" in wrong.stderr
+
+
+FIXTURES = sorted(p for p in DATA.glob("*/*") if p.suffix in (".json", ".csv", ".txt", ".xml")
+                  and not p.name.startswith("LICENSE") and p.parent.name != "warninglists"
+                  and "defang_to_fang" not in p.name)
+
+
+def test_every_format_has_fixtures() -> None:
+    assert {p.parent.name for p in FIXTURES} >= {"csv", "misp", "stix1", "stix20", "stix21", "text"}
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_what_normalize_emits_for_every_fixture_passes_the_validator(path: Path) -> None:
+    from exchange.dedup.claims import Source
+    from exchange.dedup.merge import HubIdentity
+    from exchange.dedup.offline import deduplicate
+    from exchange.normalize.formats.detect import read
+
+    converted = read(path.read_bytes(), name=path.name, now="2026-01-01T00:00:00.000Z")
+    result = deduplicate([(Source(path.name), converted.objects)], hub=HubIdentity("test"))
+    assert result.objects, f"{path.name} produced nothing"
+    for obj in result.objects:
+        authored = PROVENANCE_EXTENSION in obj.get("extensions", {})
+        outcome = validate_instance(obj, AUTHORED if authored else THIRD_PARTY)
+        assert outcome.is_valid, (obj["id"], [str(e) for e in outcome.errors])

@@ -79,6 +79,12 @@ def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
+# STIX 2.1 section 10.12 indicator-type-ov. Values outside it are kept, as labels, so the canonical
+# object stays within the vocabulary consumers filter on.
+INDICATOR_TYPES = frozenset({"anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity",
+                             "attribution", "unknown"})
+
+
 def _slug(text: str) -> str:
     # STIX 2.1 section 4.3 recommends lower-case, hyphen-separated names: 'Network activity' == 'network-activity'.
     return "-".join(text.lower().replace("_", " ").split())
@@ -118,6 +124,7 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     if not isinstance(pattern, str) or not pattern.strip():
         raise InvalidObject("indicator has no 'pattern'")
     canonical, role = canonical_pattern_with_role(pattern)
+    types = set(_strings(obj, "indicator_types"))
     created = _time(obj, "created") or 0
     hits: Iterable[_Hit] = ()
     if warn is not None and (value := single_value(canonical)) is not None:
@@ -127,8 +134,9 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
         trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
         revoked=bool(obj.get("revoked", False)), tlp=tlp_of_markings(obj.get("object_marking_refs")) or default_tlp,
         confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
-        name=obj.get("name") if isinstance(obj.get("name"), str) else None, labels=_strings(obj, "labels"),
-        indicator_types=_strings(obj, "indicator_types"), kill_chain=_kill_chain(obj), role=role,
+        name=obj.get("name") if isinstance(obj.get("name"), str) else None,
+        labels=tuple(sorted({*_strings(obj, "labels"), *(types - INDICATOR_TYPES)})),
+        indicator_types=tuple(sorted(types & INDICATOR_TYPES)), kill_chain=_kill_chain(obj), role=role,
         warnings=tuple(sorted({h.list_name for h in hits})),
     )
 
