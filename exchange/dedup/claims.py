@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchange.errors import InvalidObject
-from exchange.model.timestamps import parse_timestamp
+from exchange.model.stix import read_timestamp
 from exchange.normalize.ids import indicator_id
 from exchange.normalize.patterns import canonical_pattern_with_role, single_value
 from exchange.normalize.values import ValueKind
@@ -67,7 +67,7 @@ def _time(obj: dict[str, Any], prop: str) -> int | None:
     if value is None:
         return None
     try:
-        return parse_timestamp(value)
+        return read_timestamp(value)
     except ValueError as exc:
         raise InvalidObject(f"invalid '{prop}': {exc}") from None
 
@@ -83,6 +83,12 @@ def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
 # object stays within the vocabulary consumers filter on.
 INDICATOR_TYPES = frozenset({"anomalous-activity", "anonymization", "benign", "compromised", "malicious-activity",
                              "attribution", "unknown"})
+
+
+def _tlp(obj: dict[str, Any], default: Tlp) -> Tlp:
+    # Not `or default`: TLP:CLEAR is 0, and an explicit CLEAR must never become the default.
+    found = tlp_of_markings(obj.get("object_marking_refs"))
+    return default if found is None else found
 
 
 def _slug(text: str) -> str:
@@ -132,7 +138,7 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     return Claim(
         indicator_id=indicator_id(canonical), pattern=canonical, source=source.name, country=source.country,
         trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
-        revoked=bool(obj.get("revoked", False)), tlp=tlp_of_markings(obj.get("object_marking_refs")) or default_tlp,
+        revoked=bool(obj.get("revoked", False)), tlp=_tlp(obj, default_tlp),
         confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
         name=obj.get("name") if isinstance(obj.get("name"), str) else None,
         labels=tuple(sorted({*_strings(obj, "labels"), *(types - INDICATOR_TYPES)})),
@@ -152,6 +158,6 @@ def claim_from_sighting(obj: dict[str, Any], source: Source, *, default_tlp: Tlp
     return SightingClaim(
         sighting_id=obj["id"], sighting_of=target, source=source.name, country=source.country,
         modified=_time(obj, "modified") or created, revoked=bool(obj.get("revoked", False)),
-        tlp=tlp_of_markings(obj.get("object_marking_refs")) or default_tlp, count=count,
+        tlp=_tlp(obj, default_tlp), count=count,
         first_seen=_time(obj, "first_seen"), last_seen=_time(obj, "last_seen"),
     )

@@ -5,22 +5,25 @@ never leaks into what a TLP:GREEN audience receives, while CLEAR and GREEN claim
 """
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from exchange.dedup.claims import Claim, SightingClaim
 from exchange.model.timestamps import format_timestamp
-from exchange.normalize.ids import NAMESPACE
+from exchange.normalize.ids import NAMESPACE, uuid5_text
 from exchange.policy.tlp import Tlp, marking_id
 
 # The provenance property extension (STIX 2.1 section 7.3); definition and JSON Schema in schemas/.
 PROVENANCE_EXTENSION = "extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e9a"
 PROJECT_IDENTITY = "identity--c39d4954-eedb-43f3-a885-0bfa60b545cb"  # the author of that extension
 MIN_STEP = 1_000  # µs: consecutive canonical versions differ by at least a millisecond in `modified`
+# One merge formats the same instants several times (the earliest claim's valid_from is also the merged created and
+# valid_from; the newest claim's modified is often the merged modified); formatting is the costliest step left.
+_format = lru_cache(maxsize=1024)(format_timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +33,23 @@ class HubIdentity:
     @property
     def id(self) -> str:
         # Deterministic from the hub's name, so a restarted or re-installed hub keeps authoring as itself.
-        return f"identity--{uuid.uuid5(NAMESPACE, 'hub:' + self.name)}"
+        return _hub_id(self.name)
 
     def stix(self, created: str = "2024-01-01T00:00:00.000Z") -> dict[str, Any]:
         return {"type": "identity", "spec_version": "2.1", "id": self.id, "created": created, "modified": created,
                 "name": self.name, "identity_class": "organization"}
 
 
+@lru_cache(maxsize=16)
+def _hub_id(name: str) -> str:  # asked once per merged indicator; a few hubs per process at most
+    return f"identity--{uuid5_text(NAMESPACE.bytes, 'hub:' + name)}"
+
+
 @dataclass(frozen=True, slots=True)
 class Merged:
     body: dict[str, Any]
     content_hash: bytes  # of everything but `modified`: an unchanged merge makes no new version
+    created: int
 
 
 def combined_confidence(claims: Sequence[Claim]) -> int | None:
@@ -56,12 +65,22 @@ def combined_confidence(claims: Sequence[Claim]) -> int | None:
 
 def _provenance(claim: Claim) -> dict[str, Any]:
     entry: dict[str, Any] = {"source": claim.source, "original_id": claim.producer_id,
-                             "original_modified": format_timestamp(claim.modified), "tlp": claim.tlp.label}
-    optional = {"country": claim.country, "confidence": claim.confidence, "role": claim.role,
-                "valid_from": claim.valid_from and format_timestamp(claim.valid_from),
-                "valid_until": claim.valid_until and format_timestamp(claim.valid_until),
-                "labels": list(claim.labels) or None, "revoked": claim.revoked or None}
-    entry.update({k: v for k, v in optional.items() if v is not None})
+                             "original_modified": _format(claim.modified), "tlp": claim.tlp.label}
+    # Optional members, in this order, only when the claim has them.
+    if claim.country is not None:
+        entry["country"] = claim.country
+    if claim.confidence is not None:
+        entry["confidence"] = claim.confidence
+    if claim.role is not None:
+        entry["role"] = claim.role
+    if claim.valid_from is not None:
+        entry["valid_from"] = claim.valid_from and _format(claim.valid_from)
+    if claim.valid_until is not None:
+        entry["valid_until"] = claim.valid_until and _format(claim.valid_until)
+    if claim.labels:
+        entry["labels"] = list(claim.labels)
+    if claim.revoked:
+        entry["revoked"] = claim.revoked
     return entry
 
 
@@ -75,16 +94,21 @@ def _sightings(sightings: Sequence[SightingClaim]) -> dict[str, Any] | None:
     if countries:
         out["countries"] = countries
     if seen:
-        out["first_seen"], out["last_seen"] = format_timestamp(min(seen)), format_timestamp(max(seen))
+        out["first_seen"], out["last_seen"] = _format(min(seen)), _format(max(seen))
     return out
 
 
-def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: int, previous_modified: int,
-          sightings: Sequence[SightingClaim] = ()) -> Merged | None:
-    """The canonical indicator as `audience` may see it, or None when it may see no claim of it."""
+def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: int | None,
+          previous_modified: int, sightings: Sequence[SightingClaim] = ()) -> Merged | None:
+    """The canonical indicator as `audience` may see it, or None when it may see no claim of it.
+
+    `created` is the canonical object's, fixed at its first version; None for a first version, which then
+    takes the earliest visible claim's (never an invisible one's: that would leak its existence)."""
     visible = sorted((c for c in claims if c.tlp <= audience), key=lambda c: (c.source, c.producer_id))
     if not visible:
         return None
+    if created is None:
+        created = min(c.created for c in visible)
     live = [c for c in visible if not c.revoked]
     basis = live or visible  # revoked only when no live claim is left
     first = min(basis, key=lambda c: (c.created, c.source))
@@ -92,14 +116,14 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     ends = [c.valid_until for c in basis if c.valid_until is not None]
     body: dict[str, Any] = {
         "type": "indicator", "spec_version": "2.1", "id": first.indicator_id, "created_by_ref": hub.id,
-        "created": format_timestamp(created), "pattern": first.pattern, "pattern_type": "stix",
-        "pattern_version": "2.1", "valid_from": format_timestamp(min(starts) if starts else created),
+        "created": _format(created), "pattern": first.pattern, "pattern_type": "stix",
+        "pattern_version": "2.1", "valid_from": _format(min(starts) if starts else created),
         "name": first.name or first.pattern,
         "description": f"Merged by {hub.name} from {len(basis)} claim(s) of "
                        f"{len({c.source for c in basis})} source(s); provenance in the extension.",
     }
     if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
-        body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
+        body["valid_until"] = _format(max(ends))  # open-ended as soon as one source says so
     for prop, values in (("indicator_types", {t for c in basis for t in c.indicator_types}),
                          ("labels", {t for c in basis for t in c.labels})):
         if values:
@@ -131,5 +155,5 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
     newest_claim = max(c.modified for c in visible)
     modified = max(previous_modified + MIN_STEP, newest_claim, created)
-    body["modified"] = format_timestamp(modified)
-    return Merged(body=body, content_hash=digest)
+    body["modified"] = _format(modified)
+    return Merged(body=body, content_hash=digest, created=created)

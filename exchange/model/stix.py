@@ -7,6 +7,7 @@ semantics belong to normalize/.
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -27,6 +28,10 @@ SCO_TYPES = frozenset({
     "user-account", "windows-registry-key", "x509-certificate",
 })
 UNVERSIONED = 0  # version key of objects with neither `modified` nor `created` (most SCOs)
+# An object's timestamps are read twice on the hot path (its header here, its claim in dedup/claims.py), and
+# created, modified and valid_from are often the same text, so parsing is cached. lru_cache keeps no exceptions:
+# an invalid timestamp raises every time.
+_cached_timestamp = lru_cache(maxsize=1024)(parse_timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,11 @@ def object_ref(obj: Any) -> tuple[str, str]:
         return "", ""
     ident, version = obj.get("id"), obj.get("modified", obj.get("created"))
     return (ident if isinstance(ident, str) else "", version if isinstance(version, str) else "")
+
+
+def read_timestamp(value: Any) -> int:
+    """parse_timestamp, cached for strings; ValueError when `value` is not a STIX timestamp."""
+    return _cached_timestamp(value) if type(value) is str else parse_timestamp(value)
 
 
 def read_record(obj: Any) -> StixRecord:
@@ -78,7 +88,7 @@ def read_record(obj: Any) -> StixRecord:
         if value is None:
             continue
         try:
-            version = parse_timestamp(value)
+            version = read_timestamp(value)
         except ValueError as exc:
             raise InvalidObject(f"invalid '{prop}': {exc}") from None
     revoked = obj.get("revoked", False)

@@ -49,6 +49,11 @@ _HEX = re.compile(r"[0-9a-f]+")
 # LDH labels plus "_": underscores are not valid in host names but are common in real DNS names (_dmarc, SRV
 # records) and in malicious domains, so rejecting them would drop real indicators. RFC 1035 section 2.3.4 limits.
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+_NAME = re.compile(rf"{_LABEL.pattern}(?:\.{_LABEL.pattern})*")  # every label a _LABEL: the common case, at once
+# Dotted quads exactly as ipaddress prints them (0-255, no leading zeros): such text is already canonical.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_TEXT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_DOTTED_DIGITS = re.compile(r"[0-9.]+")  # all that IPv4Address can read: anything else is not an IPv4 address
 _MAX_DOMAIN = 253
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 # Default ports of the WHATWG URL standard's special schemes (section 4.1); file has no port.
@@ -119,6 +124,8 @@ def normalize_hash(name: str, raw: str) -> str:
 
 
 def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
+    if version == 4 and _IPV4_TEXT.fullmatch(value.removesuffix("/32")):
+        return ValueKind.IPV4, value.removesuffix("/32")  # the common case, without ipaddress objects
     host_kind, net_kind = _IP_KINDS[version]
     try:
         net = ipaddress.ip_network(value, strict=False) if "/" in value else None
@@ -148,6 +155,9 @@ def normalize_domain(raw: str) -> str:
     name = raw.strip()
     if name.isascii():
         name = name.lower()
+        fast = name.removesuffix(".")
+        if _NAME.fullmatch(fast) and len(fast) <= _MAX_DOMAIN and not fast.rpartition(".")[2].isdigit():
+            return fast  # what the label-by-label checks below return for it, checked in one regex
     else:
         try:  # UTS 46 mapping: case folding, NFC, full-width dots (IDNA 2008 as browsers apply it)
             name = idna.uts46_remap(name, std3_rules=False, transitional=False)
@@ -227,6 +237,10 @@ def _split_port(hostport: str, raw: str) -> tuple[str, int | None]:
 def _url_host(host: str, raw: str) -> str:
     if host.startswith("["):
         return f"[{_canonical_ip(host[1:-1], 6)[1]}]"
+    if _IPV4_TEXT.fullmatch(host):
+        return host
+    if not _DOTTED_DIGITS.fullmatch(host):
+        return normalize_domain(host)  # what the IPv4Address attempt below falls back to, without its exception
     try:
         addr = ipaddress.IPv4Address(host)
     except ValueError:

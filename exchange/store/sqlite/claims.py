@@ -6,10 +6,12 @@ Runs inside the store's writer transaction (serial), next to the verbatim insert
 import sqlite3
 
 import msgpack
+import orjson
 
 from exchange.dedup.claims import Claim, SightingClaim
-from exchange.dedup.merge import merge
+from exchange.dedup.merge import MIN_STEP, PROVENANCE_EXTENSION, merge
 from exchange.model.stix import StixRecord, read_record
+from exchange.model.timestamps import format_timestamp
 from exchange.policy.tlp import Tlp
 from exchange.store.base import MergePolicy
 
@@ -42,7 +44,10 @@ def unpack_sighting(data: bytes) -> SightingClaim:
 
 
 def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> tuple[bool, str]:
-    """Record a claim; returns (joined an existing indicator, message for the status resource)."""
+    """Record a claim; returns (joined an indicator others claimed, message for the status resource).
+
+    Only claims the sender could see (at or below its own claim's TLP) count as others: a status must not
+    reveal that a stricter claim exists."""
     prior = conn.execute("SELECT indicator_id, modified FROM claims WHERE source = ? AND producer_id = ?",
                          (claim.source, claim.producer_id)).fetchone()
     if prior is not None and claim.modified <= prior[1]:
@@ -55,22 +60,26 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
         " modified = excluded.modified, data = excluded.data",
         (claim.source, claim.producer_id, claim.indicator_id, claim.modified, pack_claim(claim)),
     )
-    new = conn.execute("INSERT INTO indicators (id, pattern, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                       (claim.indicator_id, claim.pattern, claim.created)).rowcount == 1
+    # created = 0 until the first materialization fixes it from the claims its audience can see.
+    conn.execute("INSERT INTO indicators (id, pattern, created) VALUES (?, ?, 0) ON CONFLICT (id) DO NOTHING",
+                 (claim.indicator_id, claim.pattern))
     touched.add(claim.indicator_id)
-    others = conn.execute("SELECT count(*) FROM claims WHERE indicator_id = ? AND source != ?",
-                          (claim.indicator_id, claim.source)).fetchone()[0]
+    others = [c for c in (unpack_claim(r[0]) for r in conn.execute(
+        "SELECT data FROM claims WHERE indicator_id = ? AND NOT (source = ? AND producer_id = ?)",
+        (claim.indicator_id, claim.source, claim.producer_id))) if c.tlp <= claim.tlp]
     verb = "revoked its claim on" if claim.revoked else "claims"
-    if new:
-        return False, f"{claim.source} {verb} new canonical indicator {claim.indicator_id}"
-    return True, f"merged: {claim.source} {verb} {claim.indicator_id} ({others} other source(s))"
+    if not others:
+        return False, f"stored: {claim.source} {verb} canonical indicator {claim.indicator_id}"
+    return True, f"merged: {claim.source} {verb} {claim.indicator_id}, also claimed by {len(others)} other(s)"
 
 
 def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: set[str]) -> str:
     target = sighting.sighting_of
     row = conn.execute("SELECT 1 FROM indicators WHERE id = ?", (target,)).fetchone()
     if row is None:  # the sender's own indicator id: follow its claim to the canonical indicator
-        found = conn.execute("SELECT indicator_id FROM claims WHERE producer_id = ? LIMIT 1", (target,)).fetchone()
+        found = conn.execute(  # the sender's own claim first: another source may reuse the id
+            "SELECT indicator_id FROM claims WHERE producer_id = ? ORDER BY source = ? DESC LIMIT 1",
+            (target, sighting.source)).fetchone()
         if found is None:
             return f"stored; sighting of {target}, an indicator this hub has no claim for"
         target = found[0]
@@ -95,11 +104,35 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
         "SELECT data FROM claims WHERE indicator_id = ?", (indicator_id,))]
     sightings = [unpack_sighting(r[0]) for r in conn.execute(
         "SELECT data FROM sightings WHERE indicator_id = ?", (indicator_id,))]
-    merged = merge(claims, audience=policy.audience, hub=policy.hub, created=created, previous_modified=previous,
-                   sightings=sightings)
-    if merged is None or merged.content_hash == previous_hash:
+    merged = merge(claims, audience=policy.audience, hub=policy.hub, created=created or None,
+                   previous_modified=previous, sightings=sightings)
+    if merged is None:
+        return _withdrawn(conn, indicator_id, policy, previous) if previous_hash not in (None, _WITHDRAWN) else None
+    if merged.content_hash == previous_hash:
         return None
     record = read_record(merged.body)
+    conn.execute("UPDATE indicators SET created = ?, modified = ?, merged_hash = ? WHERE id = ?",
+                 (merged.created, record.version, merged.content_hash, indicator_id))
+    return record
+
+
+_WITHDRAWN = b"withdrawn"
+
+
+def _withdrawn(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy, previous: int) -> StixRecord | None:
+    """Every claim the audience could see has left (e.g. producers changed their patterns): revoke it."""
+    row = conn.execute("SELECT body FROM objects WHERE collection = ? AND stix_id = ? AND is_last = 1",
+                       (policy.collection_id, indicator_id)).fetchone()
+    if row is None:
+        return None
+    body = orjson.loads(row[0])
+    body["revoked"] = True
+    provenance = body.get("extensions", {}).get(PROVENANCE_EXTENSION)
+    if provenance is not None:  # nobody vouches for it any more
+        provenance.update(claims=[], source_count=0)
+        provenance.pop("countries", None)
+    body["modified"] = format_timestamp(previous + MIN_STEP)
+    record = read_record(body)
     conn.execute("UPDATE indicators SET modified = ?, merged_hash = ? WHERE id = ?",
-                 (record.version, merged.content_hash, indicator_id))
+                 (record.version, _WITHDRAWN, indicator_id))
     return record
