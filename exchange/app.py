@@ -3,10 +3,14 @@
 import asyncio
 import contextlib
 import logging
+import os
+import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -15,9 +19,13 @@ from exchange.config import SCHEMA_DIR, Settings
 from exchange.dedup.claims import Source, Warn
 from exchange.dedup.merge import HubIdentity
 from exchange.ingest.journal import Journal
+from exchange.ingest.peers import PeerHealth, peer_credentials, peer_health
+from exchange.ingest.poller import Backlog, Poller, pull_targets, run_pollers
 from exchange.ingest.processor import ClaimPolicy, Processor, run_processor
+from exchange.model.timestamps import now_micros
 from exchange.store.base import MergePolicy, Store
 from exchange.taxii.auth import Authenticator
+from exchange.taxii.client import Credentials, TaxiiClient
 from exchange.taxii.context import SERVICES, Services
 from exchange.taxii.cursor import CursorCodec, load_cursor_key
 from exchange.taxii.server import add_taxii_routes
@@ -36,6 +44,8 @@ def merge_policy(settings: Settings) -> MergePolicy | None:
 
 def claim_policy(settings: Settings, warn: Warn | None) -> ClaimPolicy:
     sources = {name: Source(name=name, country=s.country, trust=s.trust) for name, s in settings.sources.items()}
+    # Pulled pages are journaled under the peer's account: their claims carry the peer's country and trust.
+    sources |= {p.account: Source(name=p.account, country=p.country, trust=p.trust) for p in settings.peers}
     return ClaimPolicy(sources=sources, default_tlp=settings.hub.default_tlp, warn=warn)
 
 
@@ -64,7 +74,32 @@ async def load_warninglists() -> Warn | None:
     return lists.match
 
 
-def build_app(settings: Settings) -> web.Application:
+@dataclass(frozen=True, slots=True)
+class Peering:
+    """The running pollers, for tests and operators: health and poll-now."""
+
+    settings: Settings
+    journal: Journal
+    pollers: tuple[Poller, ...]
+
+    async def health(self) -> list[PeerHealth]:
+        return peer_health(self.settings.peers, await self.journal.peer_sync(), now_micros())
+
+    def poll_now(self) -> None:
+        for poller in self.pollers:
+            poller.poll_now()
+
+
+PEERING = web.AppKey("peering", Peering)
+PEER_CONNECTIONS_PER_HOST = 4  # one per pulled collection is typical; a hanging peer holds only its own
+
+
+def build_app(settings: Settings, *, env: Mapping[str, str] | None = None,
+              rng: random.Random | None = None) -> web.Application:
+    """The hub. `env` holds the peers' secrets (default: the process environment); a missing one is a
+    ConfigError here, before anything starts."""
+    source = os.environ if env is None else env
+    credentials = {p.id: peer_credentials(p, source) for p in settings.peers}
     app = web.Application(client_max_size=settings.hub.max_content_length + BODY_SLACK)
 
     async def hub_services(app: web.Application) -> AsyncIterator[None]:
@@ -90,8 +125,34 @@ def build_app(settings: Settings) -> web.Application:
                     await task
 
     app.cleanup_ctx.append(hub_services)
+    if any(p.pull for p in settings.peers):
+        # After hub_services: cleanup runs in reverse, so pollers stop before the journal closes.
+        app.cleanup_ctx.append(lambda app: peer_pollers(app, credentials, rng or random.Random()))
     add_taxii_routes(app)
     return app
+
+
+async def peer_pollers(app: web.Application, credentials: Mapping[str, Credentials],
+                       rng: random.Random) -> AsyncIterator[None]:
+    """One poller task per (peer, collection) in a TaskGroup; cancelled and awaited on shutdown."""
+    svc = app[SERVICES]
+    settings = svc.settings
+    root_of = {c.id: r.path for r in settings.api_roots for c in r.collections}
+    backlog = Backlog(svc.journal, svc.processor.wait_idle)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=PEER_CONNECTIONS_PER_HOST)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        pollers = tuple(
+            Poller(target, TaxiiClient(session, credentials[target.peer.id], timeout=target.peer.timeout),
+                   svc.journal, svc.audit, wake=svc.processor.wake, backlog=backlog, rng=rng)
+            for target in pull_targets(settings.peers, root_of))
+        app[PEERING] = Peering(settings=settings, journal=svc.journal, pollers=pollers)
+        task = asyncio.create_task(run_pollers(list(pollers)), name="peer-pollers")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

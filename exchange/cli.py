@@ -46,12 +46,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from exchange.config import load_settings
+    import os
+
+    from exchange.config import load_settings, missing_secrets
 
     settings = load_settings(Path(args.file))
     colls = sum(len(r.collections) for r in settings.api_roots)
+    peers = f", {len(settings.peers)} peer(s)" if settings.peers else ""
     print(f"{args.file}: ok ({len(settings.api_roots)} API root(s), {colls} collection(s), "
-          f"{len(settings.accounts)} account(s))")
+          f"{len(settings.accounts)} account(s){peers})")
+    # Secrets may live only on the production host, so a missing one is a warning here and an error at serve.
+    for peer in settings.peers:
+        for name in missing_secrets(peer, os.environ):
+            print(f"warning: peer {peer.id!r} needs the environment variable {name}, which is not set here; "
+                  "`exchange serve` will refuse to start without it", file=sys.stderr)
+    return 0
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import orjson
+
+    from exchange.ingest.journal import read_peer_sync
+    from exchange.ingest.peers import format_health, peer_health
+    from exchange.model.timestamps import now_micros
+
+    settings = _settings(args)
+    now = now_micros()
+    health = peer_health(settings.peers, read_peer_sync(settings.hub.data_dir / "journal.db"), now)
+    if args.json:
+        print(orjson.dumps([asdict(h) for h in health]).decode())
+    else:
+        print(format_health(health, now))
     return 0
 
 
@@ -192,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--user", help="HTTP Basic username")
     ingest.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
     ingest.set_defaults(func=cmd_ingest)
+
+    peers = sub.add_parser("peers", help="list the configured peers with their pull health",
+                           description="Per peer collection: state, last success, last error, objects pulled, lag "
+                                       "and cursor, read from the journal (the hub may be running or not).")
+    with_config(peers)
+    peers.add_argument("--json", action="store_true", help="print JSON instead of text")
+    peers.set_defaults(func=cmd_peers)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate a config file without starting the hub")

@@ -4,6 +4,7 @@ Every option has a default that works on a laptop; command-line flags override t
 """
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -62,11 +63,57 @@ class SourceSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerAuth:
+    """Names of the environment variables holding a peer's secrets; the secrets never sit in the file."""
+
+    username: str | None = None
+    password_env: str | None = None
+    token_env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementSettings:
+    """A peer's sharing agreement (stored now; enforced by the egress paths of #4)."""
+
+    max_tlp: Tlp = Tlp.GREEN
+    readable_collections: frozenset[str] = frozenset()  # our collection ids
+    amber_constituents: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSettings:
+    """A foreign hub or TAXII 2.1 server the hub pulls from (and, later, pushes to)."""
+
+    id: str
+    name: str
+    country: str
+    api_root: str | None
+    discovery: str | None
+    pull: tuple[str, ...]
+    push: tuple[str, ...]
+    pull_into: str  # our collection id
+    auth: PeerAuth
+    trust: float
+    poll_interval: float
+    page_size: int
+    timeout: float
+    max_page_bytes: int
+    quarantine: float
+    agreement: AgreementSettings
+
+    @property
+    def account(self) -> str:
+        """The journal account and claim source of everything pulled from this peer (':' is no username)."""
+        return f"peer:{self.id}"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     hub: HubSettings
     api_roots: tuple[ApiRootSettings, ...]
     accounts: tuple[Account, ...]
     sources: dict[str, SourceSettings]  # by username
+    peers: tuple[PeerSettings, ...] = ()
 
     def with_overrides(self, *, host: str | None = None, port: int | None = None,
                        data_dir: Path | None = None) -> "Settings":
@@ -143,7 +190,8 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
             raise ConfigError(f"config key 'accounts': username {name!r} is defined twice")
     sources = {a["username"]: SourceSettings(country=a.get("country"), trust=float(a.get("trust", 1.0)))
                for a in raw.get("accounts", [])}
-    return Settings(hub=hub, api_roots=roots, accounts=accounts, sources=sources)
+    peers = _peers(raw.get("peers", []), by_name, hub.canonical_collection, roots)
+    return Settings(hub=hub, api_roots=roots, accounts=accounts, sources=sources, peers=peers)
 
 
 def _api_root(index: int, raw: dict[str, Any]) -> ApiRootSettings:
@@ -188,3 +236,71 @@ def _account(index: int, raw: dict[str, Any], by_name: dict[str, str]) -> Accoun
     return Account(username=raw["username"], password_hash=raw.get("password_hash"),
                    token_hashes=tuple(raw.get("token_hashes", [])),
                    can_read=grants("can_read"), can_write=grants("can_write"))
+
+
+def _peers(raw: list[dict[str, Any]], by_name: dict[str, str], canonical: str | None,
+           roots: tuple[ApiRootSettings, ...]) -> tuple[PeerSettings, ...]:
+    ids = [p["id"] for p in raw]
+    for index, peer_id in enumerate(ids):
+        if ids.count(peer_id) > 1:
+            raise ConfigError(f"config key 'peers[{index}].id': peer {peer_id!r} is defined twice")
+    return tuple(_peer(i, p, by_name, canonical, roots) for i, p in enumerate(raw))
+
+
+def _peer(index: int, raw: dict[str, Any], by_name: dict[str, str], canonical: str | None,
+          roots: tuple[ApiRootSettings, ...]) -> PeerSettings:
+    key = f"peers[{index}]"
+    schema = load_schema("config.schema.json")["properties"]["peers"]["items"]
+    values = _defaults(schema) | raw
+    if "pull_into" in raw:
+        if raw["pull_into"] not in by_name:
+            raise ConfigError(f"config key '{key}.pull_into': no collection named {raw['pull_into']!r}")
+        pull_into = by_name[raw["pull_into"]]
+        if pull_into == canonical:
+            raise ConfigError(f"config key '{key}.pull_into': the canonical collection is written by the hub only")
+    else:  # the first collection that is not the canonical one: the inbox in every example
+        candidates = [c.id for r in roots for c in r.collections if c.id != canonical]
+        if not candidates:
+            raise ConfigError(f"config key '{key}.pull_into': no collection to journal pulled objects into")
+        pull_into = candidates[0]
+    return PeerSettings(
+        id=values["id"], name=values["name"], country=values["country"], api_root=values.get("api_root"),
+        discovery=values.get("discovery"), pull=tuple(dict.fromkeys(values["pull"])),
+        push=tuple(dict.fromkeys(values["push"])), pull_into=pull_into, auth=_peer_auth(key, raw.get("auth", {})),
+        trust=float(values["trust"]), poll_interval=float(values["poll_interval"]), page_size=values["page_size"],
+        timeout=float(values["timeout"]), max_page_bytes=values["max_page_bytes"],
+        quarantine=float(values["quarantine"]), agreement=_agreement(key, raw.get("agreement", {}), by_name))
+
+
+def _peer_auth(key: str, raw: dict[str, Any]) -> PeerAuth:
+    auth = PeerAuth(username=raw.get("username"), password_env=raw.get("password_env"),
+                    token_env=raw.get("token_env"))
+    if (auth.username is None) != (auth.password_env is None):
+        raise ConfigError(f"config key '{key}.auth': HTTP Basic needs both username and password_env")
+    if auth.username is not None and auth.token_env is not None:
+        raise ConfigError(f"config key '{key}.auth': give username + password_env or token_env, not both")
+    return auth
+
+
+def _agreement(key: str, raw: dict[str, Any], by_name: dict[str, str]) -> AgreementSettings:
+    readable = set()
+    for name in raw.get("readable_collections", []):
+        if name not in by_name:
+            raise ConfigError(f"config key '{key}.agreement.readable_collections': no collection named {name!r}")
+        readable.add(by_name[name])
+    return AgreementSettings(max_tlp=Tlp.parse(raw.get("max_tlp", "green")), readable_collections=frozenset(readable),
+                             amber_constituents=bool(raw.get("amber_constituents", False)))
+
+
+def missing_secrets(peer: PeerSettings, env: Mapping[str, str]) -> list[str]:
+    """Environment variables the peer's auth names that `env` does not set (or sets empty)."""
+    names = [n for n in (peer.auth.password_env, peer.auth.token_env) if n is not None]
+    return [n for n in names if not env.get(n)]
+
+
+def check_secrets(settings: Settings, env: Mapping[str, str]) -> None:
+    """ConfigError naming the first peer whose secret is missing: the hub must not start half-configured."""
+    for index, peer in enumerate(settings.peers):
+        for name in missing_secrets(peer, env):
+            raise ConfigError(f"config key 'peers[{index}].auth': peer {peer.id!r} needs the environment "
+                              f"variable {name}, which is not set")
