@@ -46,7 +46,8 @@ def claim_policy(settings: Settings, warn: Warn | None) -> ClaimPolicy:
     sources = {name: Source(name=name, country=s.country, trust=s.trust) for name, s in settings.sources.items()}
     # Pulled pages are journaled under the peer's account: their claims carry the peer's country and trust.
     sources |= {p.account: Source(name=p.account, country=p.country, trust=p.trust) for p in settings.peers}
-    return ClaimPolicy(sources=sources, default_tlp=settings.hub.default_tlp, warn=warn)
+    return ClaimPolicy(sources=sources, default_tlp=settings.hub.default_tlp, warn=warn,
+                       enabled=settings.hub.canonical_collection is not None)
 
 
 def open_store(settings: Settings) -> Store:
@@ -112,7 +113,8 @@ def build_app(settings: Settings, *, env: Mapping[str, str] | None = None,
                 stack.push_async_callback(resource.close)
             if settings.hub.canonical_collection is not None:
                 await store.install(settings.hub.canonical_collection, fixed_objects(settings))
-            processor = Processor(journal, store, audit, claim_policy(settings, await load_warninglists()))
+            warn = await load_warninglists() if settings.hub.canonical_collection is not None else None
+            processor = Processor(journal, store, audit, claim_policy(settings, warn))
             app[SERVICES] = Services(settings=settings, store=store, journal=journal, audit=audit,
                                      processor=processor, cursors=CursorCodec(load_cursor_key(data_dir)),
                                      authenticator=Authenticator(settings.accounts))

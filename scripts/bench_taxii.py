@@ -369,6 +369,16 @@ def bench_medallion(workdir: Path, n: int, s: Settings) -> RunResult:
         return RunResult(target="medallion", n=n, error=str(exc))
 
 
+def taxii_only_config(workdir: Path, config: Path) -> Path:
+    """The same hub without the canonical collection: a durable TAXII store like medallion, no dedup work."""
+    text = "\n".join(line for line in config.read_text().splitlines()
+                     if not line.strip().startswith("canonical_collection"))
+    path = workdir / "hub-taxii-only.toml"
+    # data_dir in the example is relative to its file; --data-dir overrides it anyway.
+    path.write_text(text)
+    return path
+
+
 def bench_hub(workdir: Path, n: int, s: Settings, python: str, config: Path) -> RunResult:
     try:
         with run_hub(workdir, python, config) as target:
@@ -453,6 +463,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the hub and medallion")
     p.add_argument("--hub-config", type=Path, default=HUB_CONFIG)
     p.add_argument("--skip-medallion", action="store_true")
+    p.add_argument("--pipeline", choices=["taxii", "full"], default="taxii",
+                   help="hub config for the scaling runs: TAXII store only, or with the canonical merge")
     args = p.parse_args(argv)
     if args.quick:
         args.medallion_n, args.sizes = 200, "500,1000"
@@ -476,26 +488,38 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         med = hub_same = None
 
-        def hub_at(n: int) -> RunResult:
-            return announce(f"hub N={n:,}", lambda: bench_hub(workdir, n, s, args.python, args.hub_config))
+        taxii_only = taxii_only_config(workdir, args.hub_config)
+        pipeline = args.hub_config if args.pipeline == "full" else taxii_only
 
+        def hub_at(n: int, config: Path = pipeline, label: str = args.pipeline) -> RunResult:
+            return announce(f"hub ({label}) N={n:,}", lambda: bench_hub(workdir, n, s, args.python, config))
+
+        hub_full = None
         if not args.skip_medallion:
             m = args.medallion_n
             med = announce(f"medallion N={m:,}", lambda: bench_medallion(workdir, m, s))
-            hub_same = hub_at(m)
+            hub_same = hub_at(m, taxii_only, "taxii")
+            hub_full = hub_at(m, args.hub_config, "full")
         scaling = [hub_at(n) for n in args.size_list]
     if med and hub_same:
+        print("\n'taxii': the hub as a TAXII store, like medallion (journal, store, audit; no canonical collection)")
         print_comparison(med, hub_same)
+    if med and hub_full:
+        print("\n'full': plus normalization, claims and the canonical merge of every indicator (issue #3)")
+        print_comparison(med, hub_full)
+    print(f"\nscaling runs use the '{args.pipeline}' pipeline")
     print_scaling(scaling)
     if args.json:
         doc = {
             "settings": asdict(s),
             "cpus": os.cpu_count(),
-            "comparison": ({"medallion": med.as_json(), "hub": hub_same.as_json()} if med and hub_same else None),
+            "comparison": ({"medallion": med.as_json(), "hub": hub_same.as_json(),
+                            "hub_full": hub_full.as_json() if hub_full else None} if med and hub_same else None),
+            "pipeline": args.pipeline,
             "scaling": [r.as_json() for r in scaling],
         }
         args.json.write_text(json.dumps(doc, indent=2, default=str))
-    runs = [r for r in (med, hub_same, *scaling) if r is not None]
+    runs = [r for r in (med, hub_same, hub_full, *scaling) if r is not None]
     return 1 if any(r.error for r in runs) else 0
 
 

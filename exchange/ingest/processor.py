@@ -34,6 +34,7 @@ class ClaimPolicy:
     sources: Mapping[str, Source] = field(default_factory=dict)
     default_tlp: Tlp = Tlp.GREEN
     warn: Warn | None = None
+    enabled: bool = True  # off for a hub without a canonical collection: a plain TAXII store
 
     def source(self, account: str) -> Source:
         return self.sources.get(account) or Source(name=account)
@@ -42,7 +43,7 @@ class ClaimPolicy:
 def derive(obj: dict[str, Any], record: StixRecord, source: Source,
            policy: ClaimPolicy) -> Claim | SightingClaim | None:
     """The claim an indicator or sighting makes (upgraded first when it is STIX 2.0); InvalidObject if bad."""
-    if record.type not in ("indicator", "sighting"):
+    if not policy.enabled or record.type not in ("indicator", "sighting"):
         return None
     if record.spec_version == "2.0":
         obj = upgrade_object(obj)[0]
