@@ -73,7 +73,9 @@ def _time(obj: dict[str, Any], prop: str) -> int | None:
 
 
 def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
-    value = obj.get(prop) or []
+    value = obj.get(prop)
+    if not value:
+        return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidObject(f"'{prop}' must be a list of strings")
     return tuple(sorted(set(value)))
@@ -97,7 +99,9 @@ def _slug(text: str) -> str:
 
 
 def _kill_chain(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    phases = obj.get("kill_chain_phases") or []
+    phases = obj.get("kill_chain_phases")
+    if not phases:
+        return ()
     try:
         return tuple(sorted({(_slug(p["kill_chain_name"]), _slug(p["phase_name"])) for p in phases}))
     except (TypeError, KeyError):
@@ -143,7 +147,7 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
         name=obj.get("name") if isinstance(obj.get("name"), str) else None,
         labels=tuple(sorted({*_strings(obj, "labels"), *(types - INDICATOR_TYPES)})),
         indicator_types=tuple(sorted(types & INDICATOR_TYPES)), kill_chain=_kill_chain(obj), role=role,
-        warnings=tuple(sorted({h.list_name for h in hits})),
+        warnings=tuple(sorted({h.list_name for h in hits})) if hits else (),
     )
 
 

@@ -8,12 +8,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
 from exchange.dedup.claims import Claim, SightingClaim
-from exchange.model.timestamps import format_timestamp
+from exchange.model.stix import timestamp_text
 from exchange.normalize.ids import NAMESPACE, uuid5_text
 from exchange.policy.tlp import Tlp, marking_id
 
@@ -21,9 +22,8 @@ from exchange.policy.tlp import Tlp, marking_id
 PROVENANCE_EXTENSION = "extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e9a"
 PROJECT_IDENTITY = "identity--c39d4954-eedb-43f3-a885-0bfa60b545cb"  # the author of that extension
 MIN_STEP = 1_000  # µs: consecutive canonical versions differ by at least a millisecond in `modified`
-# One merge formats the same instants several times (the earliest claim's valid_from is also the merged created and
-# valid_from; the newest claim's modified is often the merged modified); formatting is the costliest step left.
-_format = lru_cache(maxsize=1024)(format_timestamp)
+_BY_SOURCE = attrgetter("source", "producer_id")
+_BY_AGE = attrgetter("created", "source")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ def combined_confidence(claims: Sequence[Claim]) -> int | None:
 
 def _provenance(claim: Claim) -> dict[str, Any]:
     entry: dict[str, Any] = {"source": claim.source, "original_id": claim.producer_id,
-                             "original_modified": _format(claim.modified), "tlp": claim.tlp.label}
+                             "original_modified": timestamp_text(claim.modified), "tlp": claim.tlp.label}
     # Optional members, in this order, only when the claim has them.
     if claim.country is not None:
         entry["country"] = claim.country
@@ -74,9 +74,9 @@ def _provenance(claim: Claim) -> dict[str, Any]:
     if claim.role is not None:
         entry["role"] = claim.role
     if claim.valid_from is not None:
-        entry["valid_from"] = claim.valid_from and _format(claim.valid_from)
+        entry["valid_from"] = timestamp_text(claim.valid_from)
     if claim.valid_until is not None:
-        entry["valid_until"] = claim.valid_until and _format(claim.valid_until)
+        entry["valid_until"] = timestamp_text(claim.valid_until)
     if claim.labels:
         entry["labels"] = list(claim.labels)
     if claim.revoked:
@@ -94,7 +94,7 @@ def _sightings(sightings: Sequence[SightingClaim]) -> dict[str, Any] | None:
     if countries:
         out["countries"] = countries
     if seen:
-        out["first_seen"], out["last_seen"] = _format(min(seen)), _format(max(seen))
+        out["first_seen"], out["last_seen"] = timestamp_text(min(seen)), timestamp_text(max(seen))
     return out
 
 
@@ -104,26 +104,26 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
 
     `created` is the canonical object's, fixed at its first version; None for a first version, which then
     takes the earliest visible claim's (never an invisible one's: that would leak its existence)."""
-    visible = sorted((c for c in claims if c.tlp <= audience), key=lambda c: (c.source, c.producer_id))
+    visible = sorted((c for c in claims if c.tlp <= audience), key=_BY_SOURCE)
     if not visible:
         return None
     if created is None:
         created = min(c.created for c in visible)
     live = [c for c in visible if not c.revoked]
     basis = live or visible  # revoked only when no live claim is left
-    first = min(basis, key=lambda c: (c.created, c.source))
+    first = min(basis, key=_BY_AGE)
     starts = [c.valid_from for c in basis if c.valid_from is not None]
     ends = [c.valid_until for c in basis if c.valid_until is not None]
     body: dict[str, Any] = {
         "type": "indicator", "spec_version": "2.1", "id": first.indicator_id, "created_by_ref": hub.id,
-        "created": _format(created), "pattern": first.pattern, "pattern_type": "stix",
-        "pattern_version": "2.1", "valid_from": _format(min(starts) if starts else created),
+        "created": timestamp_text(created), "pattern": first.pattern, "pattern_type": "stix",
+        "pattern_version": "2.1", "valid_from": timestamp_text(min(starts) if starts else created),
         "name": first.name or first.pattern,
         "description": f"Merged by {hub.name} from {len(basis)} claim(s) of "
                        f"{len({c.source for c in basis})} source(s); provenance in the extension.",
     }
     if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
-        body["valid_until"] = _format(max(ends))  # open-ended as soon as one source says so
+        body["valid_until"] = timestamp_text(max(ends))  # open-ended as soon as one source says so
     for prop, values in (("indicator_types", {t for c in basis for t in c.indicator_types}),
                          ("labels", {t for c in basis for t in c.labels})):
         if values:
@@ -155,5 +155,5 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
     newest_claim = max(c.modified for c in visible)
     modified = max(previous_modified + MIN_STEP, newest_claim, created)
-    body["modified"] = _format(modified)
+    body["modified"] = timestamp_text(modified)
     return Merged(body=body, content_hash=digest, created=created)

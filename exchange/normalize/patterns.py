@@ -40,7 +40,7 @@ _FLOAT = re.compile(r"([+-]?)(\d*)\.(\d+)")
 _FAST_SINGLE = re.compile(
     r"[ \t]*\[[ \t]*(?P<type>ipv4-addr|ipv6-addr|domain-name|url|email-addr|(?=file:hashes)file):"
     r"(?:value|hashes\.(?P<key>[A-Za-z_][A-Za-z0-9_]*|'[A-Za-z0-9_-]+'))"
-    r"[ \t]*=[ \t]*'(?P<value>(?:[^'\\]|\\['\\])*)'[ \t]*\][ \t]*"
+    r"[ \t]*=[ \t]*'(?P<value>[^'\\]*(?:\\['\\][^'\\]*)*)'[ \t]*\][ \t]*"  # (?:[^'\\]|\\['\\])*, unrolled
 )
 
 _VALUE_KINDS = {
@@ -122,13 +122,16 @@ Node = Comparison | Junction | Observation | FollowedBy | Qualified
 
 def canonical_pattern(pattern: str) -> str:
     """The canonical text of a STIX 2.1 pattern; InvalidObject with the parser's message if it does not parse."""
-    return _canonical(pattern)[0].text
+    return canonical_pattern_with_role(pattern)[0]
 
 
 def canonical_pattern_with_role(pattern: str) -> tuple[str, str | None]:
     """Canonical text plus the network role ("dst" or "src") when a misp-stix network-traffic pattern was
     collapsed to the address it names; the caller keeps the role as a label on its claim."""
-    node, role = _canonical(pattern)
+    fast = _fast_parts(pattern)
+    if fast is not None:
+        return f"[{fast[1]} = {_quote(fast[2])}]", None
+    node, role = _canonical_parsed(pattern)
     return node.text, role
 
 
@@ -141,7 +144,10 @@ def pattern_for(kind: ValueKind, value: str) -> str:
 
 def single_value(pattern: str) -> tuple[ValueKind, str] | None:
     """(kind, value) when the pattern canonically says "this one value", as pattern_for builds it; else None."""
-    node, _ = _canonical(pattern)
+    fast = _fast_parts(pattern)
+    if fast is not None:
+        return _single_value(fast[0], fast[2])
+    node, _ = _canonical_parsed(pattern)
     if not isinstance(node, Observation) or not isinstance(node.expr, Comparison):
         return None
     comparison = node.expr
@@ -150,6 +156,10 @@ def single_value(pattern: str) -> tuple[ValueKind, str] | None:
     value, path = comparison.value.string, comparison.path
     if value is None:
         return None
+    return _single_value(path, value)
+
+
+def _single_value(path: ObjectPath, value: str) -> tuple[ValueKind, str] | None:
     if path.steps == ("value",) and path.sco_type in _VALUE_KINDS:
         return canonical(_VALUE_KINDS[path.sco_type], value)
     if path.sco_type == "file" and len(path.steps) == 2 and path.steps[0] == "hashes":
@@ -168,24 +178,20 @@ def parse_pattern(pattern: str) -> Node:
         raise InvalidObject("STIX pattern is nested too deeply") from None
 
 
-def _canonical(pattern: str) -> tuple[Node, str | None]:
-    fast = _fast_single(pattern)
-    return (fast, None) if fast is not None else _canonical_parsed(pattern)
-
-
 @lru_cache(maxsize=4096)
 def _canonical_parsed(pattern: str) -> tuple[Node, str | None]:
     # Pure, so cacheable: repeated complex patterns (the same MISP attribute from ten peers) parse once.
     return _collapse(parse_pattern(pattern))
 
 
-def _fast_single(pattern: str) -> Observation | None:
-    """Most indicators are one comparison of a typed value; recognizing them with a regex instead of the ANTLR
-    parser is 10-20x faster. Anything the regex does not fully match takes the parser, and the tests check that
-    both paths agree, so the fast path may only decline, never differ.
+def _fast_parts(pattern: str) -> tuple[ObjectPath, str, str] | None:
+    """(path, its text, normalized value) of a one-comparison pattern, else None.
 
-    The result is what _comparison builds for `path = 'value'`, inlined: every path here has a value rule, always
-    strict (_value_rule, _apply), and the paths and their texts are built once per type or hash name."""
+    Most indicators are one comparison of a typed value; recognizing them with a regex instead of the ANTLR
+    parser is 10-20x faster. Anything the regex does not fully match takes the parser, and the tests check that
+    both paths agree, so the fast path may only decline, never differ. What it does is what _comparison does for
+    `path = 'value'`, inlined: every path here has a value rule, always strict (_value_rule, _apply); the tree
+    would be Observation(Comparison(path, "=", False, Literal(_quote(value), value), ...))."""
     match = _FAST_SINGLE.fullmatch(pattern)
     if match is None:
         return None
@@ -200,9 +206,7 @@ def _fast_single(pattern: str) -> Observation | None:
         value = normalize(_ESCAPE.sub(r"\1", raw) if "\\" in raw else raw)
     except InvalidObject as exc:
         raise InvalidObject(f"{path_text}: {exc}") from None
-    literal = Literal(_quote(value), value)
-    text = f"{path_text} = {literal.text}"
-    return Observation(Comparison(path, "=", False, literal, text), f"[{text}]")
+    return path, path_text, value
 
 
 _FastPath = tuple[ObjectPath, str, Callable[[str], str]]  # a path, its text, the rule for its values

@@ -44,6 +44,8 @@ _HASH_NAME_BY_SQUASHED = {
 _HASH_KIND_BY_NAME = {name: kind for kind, name in HASH_NAMES.items()}
 _HASH_KIND_BY_LENGTH = {_HEX_HASH_LENGTHS[name]: kind for kind, name in HASH_NAMES.items()}
 _IP_KINDS = {4: (ValueKind.IPV4, ValueKind.IPV4_CIDR), 6: (ValueKind.IPV6, ValueKind.IPV6_CIDR)}
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _HEX = re.compile(r"[0-9a-f]+")
 
 # LDH labels plus "_": underscores are not valid in host names but are common in real DNS names (_dmarc, SRV
@@ -56,6 +58,7 @@ _IPV4_TEXT = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _DOTTED_DIGITS = re.compile(r"[0-9.]+")  # all that IPv4Address can read: anything else is not an IPv4 address
 _MAX_DOMAIN = 253
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_AUTHORITY_END = re.compile(r"[/?#]")
 # Default ports of the WHATWG URL standard's special schemes (section 4.1); file has no port.
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443, "ftp": 21}
 _PUBLIC_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
@@ -128,8 +131,7 @@ def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
         return ValueKind.IPV4, value.removesuffix("/32")  # the common case, without ipaddress objects
     host_kind, net_kind = _IP_KINDS[version]
     try:
-        net = ipaddress.ip_network(value, strict=False) if "/" in value else None
-        addr = net.network_address if net is not None else ipaddress.ip_address(value)
+        net, addr = _parse_ip(value)
     except ValueError as exc:
         raise InvalidObject(f"{value!r} is not an IPv{version} address or CIDR: {exc}") from None
     if addr.version != version:
@@ -140,6 +142,17 @@ def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
         return host_kind, _address_text(addr)
     # strict=False masked the host bits: 10.1.2.3/8 names the network 10.0.0.0/8 (STIX 2.1 section 6.4.1).
     return net_kind, f"{_address_text(addr)}/{net.prefixlen}"
+
+
+def _parse_ip(value: str) -> tuple[_IPNetwork | None, _IPAddress]:
+    if ":" in value:  # never IPv4: what ip_network and ip_address return, without their failed IPv4 attempt
+        try:
+            net6 = ipaddress.IPv6Network(value, strict=False) if "/" in value else None
+            return net6, net6.network_address if net6 is not None else ipaddress.IPv6Address(value)
+        except ValueError:
+            pass  # the generic functions' message says what is wrong
+    net = ipaddress.ip_network(value, strict=False) if "/" in value else None
+    return net, net.network_address if net is not None else ipaddress.ip_address(value)
 
 
 def _address_text(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -201,7 +214,7 @@ def _normalize_url(raw: str) -> str:
         raise InvalidObject(f"URL {raw!r} does not start with scheme:// (STIX 2.1 section 6.13 needs RFC 3986 URLs)")
     scheme = match.group(1).lower()
     rest = raw[match.end():]
-    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    end = found.start() if (found := _AUTHORITY_END.search(rest)) else len(rest)
     authority, tail = rest[:end], rest[end:]
     userinfo, at, hostport = authority.rpartition("@")
     host, port = _split_port(hostport, raw)
