@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from exchange.errors import InvalidObject
-from exchange.model.stix import read_timestamp
+from exchange.model.timestamps import parse_timestamp
 from exchange.normalize.ids import indicator_id
 from exchange.normalize.patterns import canonical_pattern_with_role, single_value
 from exchange.normalize.values import ValueKind
@@ -67,7 +67,7 @@ def _time(obj: dict[str, Any], prop: str) -> int | None:
     if value is None:
         return None
     try:
-        return read_timestamp(value)
+        return parse_timestamp(value)
     except ValueError as exc:
         raise InvalidObject(f"invalid '{prop}': {exc}") from None
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from exchange.dedup.claims import Claim, SightingClaim
-from exchange.model.stix import timestamp_text
+from exchange.model.timestamps import format_timestamp
 from exchange.normalize.ids import NAMESPACE, uuid5_text
 from exchange.policy.tlp import Tlp, marking_id
 
@@ -65,7 +65,7 @@ def combined_confidence(claims: Sequence[Claim]) -> int | None:
 
 def _provenance(claim: Claim) -> dict[str, Any]:
     entry: dict[str, Any] = {"source": claim.source, "original_id": claim.producer_id,
-                             "original_modified": timestamp_text(claim.modified), "tlp": claim.tlp.label}
+                             "original_modified": format_timestamp(claim.modified), "tlp": claim.tlp.label}
     # Optional members, in this order, only when the claim has them.
     if claim.country is not None:
         entry["country"] = claim.country
@@ -74,9 +74,9 @@ def _provenance(claim: Claim) -> dict[str, Any]:
     if claim.role is not None:
         entry["role"] = claim.role
     if claim.valid_from is not None:
-        entry["valid_from"] = timestamp_text(claim.valid_from)
+        entry["valid_from"] = format_timestamp(claim.valid_from)
     if claim.valid_until is not None:
-        entry["valid_until"] = timestamp_text(claim.valid_until)
+        entry["valid_until"] = format_timestamp(claim.valid_until)
     if claim.labels:
         entry["labels"] = list(claim.labels)
     if claim.revoked:
@@ -94,7 +94,7 @@ def _sightings(sightings: Sequence[SightingClaim]) -> dict[str, Any] | None:
     if countries:
         out["countries"] = countries
     if seen:
-        out["first_seen"], out["last_seen"] = timestamp_text(min(seen)), timestamp_text(max(seen))
+        out["first_seen"], out["last_seen"] = format_timestamp(min(seen)), format_timestamp(max(seen))
     return out
 
 
@@ -116,14 +116,14 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     ends = [c.valid_until for c in basis if c.valid_until is not None]
     body: dict[str, Any] = {
         "type": "indicator", "spec_version": "2.1", "id": first.indicator_id, "created_by_ref": hub.id,
-        "created": timestamp_text(created), "pattern": first.pattern, "pattern_type": "stix",
-        "pattern_version": "2.1", "valid_from": timestamp_text(min(starts) if starts else created),
+        "created": format_timestamp(created), "pattern": first.pattern, "pattern_type": "stix",
+        "pattern_version": "2.1", "valid_from": format_timestamp(min(starts) if starts else created),
         "name": first.name or first.pattern,
         "description": f"Merged by {hub.name} from {len(basis)} claim(s) of "
                        f"{len({c.source for c in basis})} source(s); provenance in the extension.",
     }
     if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
-        body["valid_until"] = timestamp_text(max(ends))  # open-ended as soon as one source says so
+        body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
     for prop, values in (("indicator_types", {t for c in basis for t in c.indicator_types}),
                          ("labels", {t for c in basis for t in c.labels})):
         if values:
@@ -155,5 +155,5 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
     newest_claim = max(c.modified for c in visible)
     modified = max(previous_modified + MIN_STEP, newest_claim, created)
-    body["modified"] = timestamp_text(modified)
+    body["modified"] = format_timestamp(modified)
     return Merged(body=body, content_hash=digest, created=created)

@@ -7,14 +7,12 @@ semantics belong to normalize/.
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from exchange.errors import InvalidObject
-from exchange.model.timestamps import format_timestamp, parse_timestamp
+from exchange.model.timestamps import parse_timestamp
 
 SUPPORTED_SPEC_VERSIONS = frozenset({"2.0", "2.1"})
 # STIX 2.1 section 2.9 (identifier) and 3.1 (type names: 3-250 chars, a-z 0-9 and hyphen).
@@ -29,12 +27,6 @@ SCO_TYPES = frozenset({
     "user-account", "windows-registry-key", "x509-certificate",
 })
 UNVERSIONED = 0  # version key of objects with neither `modified` nor `created` (most SCOs)
-# read_timestamp and timestamp_text: parse_timestamp and format_timestamp (model/timestamps.py) for the hot path, with
-# the same results at a half to a third of the cost; what they do not take goes to the originals, for their errors.
-_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?Z")  # timestamps.py's
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_DATE = date(1970, 1, 1)
-_DAYS = range((date.min - _EPOCH_DATE).days, (date.max - _EPOCH_DATE).days + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,47 +48,6 @@ def object_ref(obj: Any) -> tuple[str, str]:
         return "", ""
     ident, version = obj.get("id"), obj.get("modified", obj.get("created"))
     return (ident if isinstance(ident, str) else "", version if isinstance(version, str) else "")
-
-
-def read_timestamp(value: Any) -> int:
-    """parse_timestamp(value): microseconds since the epoch; ValueError when `value` is not a STIX timestamp."""
-    return _read_text(value) if type(value) is str else parse_timestamp(value)
-
-
-@lru_cache(maxsize=1024)  # an object's timestamps are read twice (header, claim); created is often valid_from too
-def _read_text(text: str) -> int:
-    # The C parser reads what _STAMP lets through as parse_timestamp does (fractions truncated to microseconds);
-    # ISO 8601's 24:00 and leap seconds, which parse_timestamp refuses, are kept from it in case it learns them.
-    if _STAMP.fullmatch(text) is not None and text[11:13] < "24" and text[17:19] < "60":
-        try:
-            delta = datetime.fromisoformat(text) - _EPOCH
-        except ValueError:
-            pass
-        else:
-            return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return parse_timestamp(text)  # lru_cache keeps no exceptions: an invalid timestamp raises every time
-
-
-def timestamp_text(micros: int) -> str:
-    """format_timestamp(micros): a STIX timestamp with microseconds."""
-    return _text(micros) if type(micros) is int else format_timestamp(micros)
-
-
-@lru_cache(maxsize=1024)  # one merge formats the same instant several times (created, valid_from, provenance)
-def _text(micros: int) -> str:
-    seconds, fraction = divmod(micros, 1_000_000)
-    day, second = divmod(seconds, 86_400)
-    if day not in _DAYS:
-        return format_timestamp(micros)
-    hour, second = divmod(second, 3_600)
-    minute, second = divmod(second, 60)
-    return f"{_day_text(day)}T{hour:02d}:{minute:02d}:{second:02d}.{fraction:06d}Z"
-
-
-@lru_cache(maxsize=4096)
-def _day_text(day: int) -> str:
-    moment = _EPOCH_DATE + timedelta(days=day)
-    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
 
 
 def read_record(obj: Any) -> StixRecord:
@@ -121,7 +72,7 @@ def read_record(obj: Any) -> StixRecord:
         if value is None:
             continue
         try:
-            version = read_timestamp(value)
+            version = parse_timestamp(value)
         except ValueError as exc:
             raise InvalidObject(f"invalid '{prop}': {exc}") from None
     revoked = obj.get("revoked", False)

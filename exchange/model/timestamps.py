@@ -5,15 +5,37 @@ STIX 2.1 section 3.2 requires UTC with a trailing `Z`; precision beyond microsec
 """
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any
 
 # [0-9], not \d: \d also matches non-ASCII digits; fullmatch, not $: $ also matches before a trailing newline.
 _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
+_DAYS = range((date.min - _EPOCH_DATE).days, (date.max - _EPOCH_DATE).days + 1)
 
 
-def parse_timestamp(text: str) -> int:
+def parse_timestamp(text: Any) -> int:
     """Parse a STIX timestamp; ValueError with the offending text when it is not one."""
+    return _read_text(text) if type(text) is str else _parse_strict(text)
+
+
+@lru_cache(maxsize=1024)  # an object's timestamps are read twice (header, claim); created is often valid_from too
+def _read_text(text: str) -> int:
+    # The C parser reads what the pattern lets through as _parse_strict does (fractions truncated to microseconds);
+    # ISO 8601's 24:00 and leap seconds, which _parse_strict refuses, are kept from it.
+    if _TIMESTAMP.fullmatch(text) is not None and text[11:13] < "24" and text[17:19] < "60":
+        try:
+            delta = datetime.fromisoformat(text) - _EPOCH
+        except ValueError:
+            pass
+        else:
+            return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return _parse_strict(text)  # lru_cache keeps no exceptions: an invalid timestamp raises every time
+
+
+def _parse_strict(text: Any) -> int:
     match = _TIMESTAMP.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not a STIX timestamp (YYYY-MM-DDTHH:MM:SS[.s]Z): {text!r}")
@@ -28,7 +50,28 @@ def parse_timestamp(text: str) -> int:
 
 
 def format_timestamp(micros: int) -> str:
-    """Render microseconds as a STIX timestamp with millisecond-or-better precision."""
+    """Render microseconds as a STIX timestamp with microsecond precision."""
+    return _text(micros) if type(micros) is int else _format_slow(micros)
+
+
+@lru_cache(maxsize=1024)  # one merge formats the same instant several times (created, valid_from, provenance)
+def _text(micros: int) -> str:
+    seconds, fraction = divmod(micros, 1_000_000)
+    day, second = divmod(seconds, 86_400)
+    if day not in _DAYS:
+        return _format_slow(micros)
+    hour, second = divmod(second, 3_600)
+    minute, second = divmod(second, 60)
+    return f"{_day_text(day)}T{hour:02d}:{minute:02d}:{second:02d}.{fraction:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _day_text(day: int) -> str:
+    moment = _EPOCH_DATE + timedelta(days=day)
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+
+
+def _format_slow(micros: int) -> str:
     seconds, fraction = divmod(micros, 1_000_000)
     moment = datetime.fromtimestamp(seconds, tz=UTC)
     # Built by hand: strftime("%Y") does not zero-pad years before 1000 on every platform.
