@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -133,15 +133,22 @@ class Hub:
 def thread_hub(directory: Path, **config: int) -> Iterator[Hub]:
     """The real app on a real socket, its event loop in a background thread."""
     path = write_config(directory, **config)
+    with serve_in_thread(path) as hub:
+        yield hub
+
+
+@contextmanager
+def serve_in_thread(path: Path, *, env: Mapping[str, str] | None = None) -> Iterator[Hub]:
+    """The app of a config file on 127.0.0.1 port 0, its loop in a thread (restartable on the same path)."""
     settings = load_settings(path).with_overrides(port=0)
+    app = build_app(settings, env=env if env is not None else {})
     ready = threading.Event()
-    box: dict[str, object] = {}
+    box: dict[str, Any] = {}
 
     async def main() -> None:
-        app = build_app(settings)
         runner, port = await start_site(app, "127.0.0.1", 0)
         stop = asyncio.Event()
-        box["port"], box["stop"], box["loop"], box["app"] = port, stop, asyncio.get_running_loop(), app
+        box.update(port=port, stop=stop, loop=asyncio.get_running_loop())
         ready.set()
         try:
             await stop.wait()
@@ -160,13 +167,12 @@ def thread_hub(directory: Path, **config: int) -> Iterator[Hub]:
     if not ready.wait(30) or "error" in box:
         raise RuntimeError(f"hub did not start: {box.get('error')}")
     try:
-        yield Hub(base=f"http://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path,
-                  app=box["app"], loop=box["loop"])  # type: ignore[arg-type]
+        yield Hub(base=f"http://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path, app=app,
+                  loop=box["loop"])
     finally:
-        loop = box["loop"]
-        assert isinstance(loop, asyncio.AbstractEventLoop)
-        loop.call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+        box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join(30)
+        assert not thread.is_alive(), "hub did not shut down within 30 s"
 
 
 def free_port() -> int:

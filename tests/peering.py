@@ -2,20 +2,18 @@
 
 import asyncio
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import requests
 
-from exchange.app import PEERING, Peering, build_app, start_site
-from exchange.config import load_settings
+from exchange.app import PEERING, Peering
 from exchange.ingest.peers import PeerHealth
 from exchange.policy.credentials import hash_password
-from tests.hubs import CANONICAL, INBOX, PASSWORDS, Hub, write_config
+from tests.hubs import CANONICAL, INBOX, PASSWORDS, Hub, serve_in_thread, write_config
 
 PEER_PASSWORD = "peer-b-password"
 TAXII = "application/taxii+json;version=2.1"
@@ -60,42 +58,9 @@ def hub_config(directory: Path, extra: str = "", **config: int) -> Path:
     return path
 
 
-@contextmanager
-def config_hub(path: Path, *, env: Mapping[str, str] | None = None) -> Iterator[Hub]:
+def config_hub(path: Path, *, env: Mapping[str, str] | None = None) -> AbstractContextManager[Hub]:
     """The real app from a config file on a real socket, its loop in a thread (restartable on the same path)."""
-    settings = load_settings(path).with_overrides(port=0)
-    app = build_app(settings, env=env if env is not None else {})
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    async def main() -> None:
-        runner, port = await start_site(app, "127.0.0.1", 0)
-        stop = asyncio.Event()
-        box.update(port=port, stop=stop, loop=asyncio.get_running_loop())
-        ready.set()
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # surfaced to the test below
-            box["error"] = exc
-            ready.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    if not ready.wait(30) or "error" in box:
-        raise RuntimeError(f"hub did not start: {box.get('error')}")
-    try:
-        yield Hub(base=f"http://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path, app=app,
-                  loop=box["loop"])
-    finally:
-        box["loop"].call_soon_threadsafe(box["stop"].set)
-        thread.join(30)
-        assert not thread.is_alive(), "hub did not shut down within 30 s"
+    return serve_in_thread(path, env=env)
 
 
 def peering(hub: Hub) -> Peering:
