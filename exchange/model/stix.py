@@ -17,7 +17,7 @@ from exchange.model.timestamps import parse_timestamp
 SUPPORTED_SPEC_VERSIONS = frozenset({"2.0", "2.1"})
 # STIX 2.1 section 2.9 (identifier) and 3.1 (type names: 3-250 chars, a-z 0-9 and hyphen).
 # Always used with fullmatch: `$` would accept a trailing newline.
-_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
+STIX_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")
 _ID = re.compile(r"([a-z0-9][a-z0-9-]{1,248}[a-z0-9])--([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                  r"[0-9a-fA-F]{4}-[0-9a-fA-F]{12})")
 # STIX 2.1 section 3.2: spec_version is optional on SCOs (and then means 2.1), required on everything else.
@@ -56,7 +56,7 @@ def read_record(obj: Any) -> StixRecord:
         raise InvalidObject(f"not a JSON object but {type(obj).__name__}")
     obj_type = obj.get("type")
     obj_id = obj.get("id")
-    # A valid id that starts with the type vouches for the type as well (_ID's first group is _TYPE).
+    # A valid id that starts with the type vouches for the type as well (_ID's first group is STIX_TYPE).
     match = _ID.fullmatch(obj_id) if isinstance(obj_id, str) else None
     if match is None or match.group(1) != obj_type:
         raise _header_error(obj_type, obj_id)
@@ -89,7 +89,7 @@ def _header_error(obj_type: Any, obj_id: Any) -> InvalidObject:
     """What is wrong with an object's type and id, the type first."""
     if not isinstance(obj_type, str) or not obj_type:
         return InvalidObject("missing required property 'type'")
-    if not _TYPE.fullmatch(obj_type):
+    if not STIX_TYPE.fullmatch(obj_type):
         return InvalidObject(f"invalid 'type' {obj_type!r}: 3-250 characters of a-z, 0-9 and '-'")
     if not isinstance(obj_id, str) or not obj_id:
         return InvalidObject("missing required property 'id'")

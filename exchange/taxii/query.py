@@ -8,11 +8,10 @@ from enum import StrEnum
 import msgpack
 
 from exchange.errors import InvalidRequest
-from exchange.model.stix import SUPPORTED_SPEC_VERSIONS
+from exchange.model.stix import STIX_TYPE, SUPPORTED_SPEC_VERSIONS
 from exchange.model.timestamps import parse_timestamp
 from exchange.store.base import ObjectQuery, VersionMatch
 
-_TYPE = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]")  # fullmatch only
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{1,248}[a-z0-9]--[0-9a-fA-F-]{36}")
 _LIMIT = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() also accepts '²', which int() refuses
 
@@ -81,7 +80,7 @@ def parse_query(params: Mapping[str, str], endpoint: Endpoint, *, collection_id:
                              f"supported: {', '.join(sorted(ALLOWED[endpoint]))}")
     types = _values(params, "match[type]")
     for value in types:
-        if not _TYPE.fullmatch(value):
+        if not STIX_TYPE.fullmatch(value):
             raise InvalidRequest(f"'match[type]' value {value!r} is not a STIX type name")
     ids = (object_id,) if object_id else _values(params, "match[id]")
     for value in ids:

@@ -95,20 +95,18 @@ class SQLiteStore:
         if self._merge is None or not touched:
             return
         records = [r for r in (materialize(conn, i, self._merge) for i in sorted(touched)) if r is not None]
-        extremes = _version_extremes(conn, self._merge.collection_id, {r.id for r in records})
+        self._insert_all(conn, self._merge.collection_id, records)
+
+    def _insert_all(self, conn: sqlite3.Connection, collection_id: str, records: list[StixRecord]) -> None:
+        extremes = _version_extremes(conn, collection_id, {r.id for r in records})
         for record in records:
-            self._insert(conn, self._merge.collection_id, record, extremes)
+            self._insert(conn, collection_id, record, extremes)
 
     async def install(self, collection_id: str, objects: list[dict[str, object]]) -> None:
         """Put fixed objects (the hub's identity, extension definitions) into a collection, once."""
         records = [read_record(o) for o in objects]
 
-        def job(conn: sqlite3.Connection) -> None:
-            extremes = _version_extremes(conn, collection_id, {r.id for r in records})
-            for record in records:
-                self._insert(conn, collection_id, record, extremes)
-
-        await self._engine.write(job)
+        await self._engine.write(lambda conn: self._insert_all(conn, collection_id, records))
 
     def _insert(self, conn: sqlite3.Connection, collection: str, rec: StixRecord,
                 extremes: dict[str, tuple[int, int]]) -> tuple[Outcome, int]:
