@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 the command ran and found a problem (e.g. a broken audi
 import argparse
 import asyncio
 import getpass
-import logging
 import sys
 from pathlib import Path
 
@@ -38,10 +37,11 @@ def _port(text: str) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from exchange.app import serve
+    from exchange.observe.logs import configure_logging
 
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    asyncio.run(serve(_settings(args)))
+    settings = _settings(args)
+    configure_logging(args.log_level, args.log_format or settings.hub.log_format)
+    asyncio.run(serve(settings))
     return 0
 
 
@@ -55,6 +55,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     peers = f", {len(settings.peers)} peer(s)" if settings.peers else ""
     print(f"{args.file}: ok ({len(settings.api_roots)} API root(s), {colls} collection(s), "
           f"{len(settings.accounts)} account(s){peers})")
+    from exchange.dedup.merge import HubIdentity
+
+    # Peer hubs put this in their [[peers]] entry for us (identity = ...), so they never echo our claims back.
+    print(f"hub identity: {HubIdentity(settings.hub.identity_name).id} ({settings.hub.identity_name})")
     # Secrets may live only on the production host, so a missing one is a warning here and an error at serve.
     for peer in settings.peers:
         for name in missing_secrets(peer, os.environ):
@@ -68,6 +72,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
     import orjson
 
+    from exchange.fanout.push import format_push_health, push_health
     from exchange.ingest.journal import read_peer_sync
     from exchange.ingest.peers import format_health, peer_health
     from exchange.model.timestamps import now_micros
@@ -75,10 +80,77 @@ def cmd_peers(args: argparse.Namespace) -> int:
     settings = _settings(args)
     now = now_micros()
     health = peer_health(settings.peers, read_peer_sync(settings.hub.data_dir / "journal.db"), now)
+    pushes = push_health(settings.peers, settings.hub.data_dir / "outbound.db")
     if args.json:
-        print(orjson.dumps([asdict(h) for h in health]).decode())
+        print(orjson.dumps([{"direction": "pull", **asdict(h)} for h in health]
+                           + [{"direction": "push", **asdict(p)} for p in pushes]).decode())
     else:
         print(format_health(health, now))
+        if pushes:
+            print("\n" + format_push_health(pushes, now))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    import orjson
+
+    from exchange.fanout.alerting import read_alert_rows
+    from exchange.fanout.routes import alert_summary
+
+    settings = _settings(args)
+    rows = [alert_summary(r) for r in read_alert_rows(settings.hub.data_dir / "alerts.db")]
+    if args.json:
+        print(orjson.dumps(rows).decode())
+    elif not rows:
+        print("no alerts" + ("" if settings.hub.alerts_collection else " (hub.alerts_collection is not set)"))
+    for r in [] if args.json else rows:
+        countries = r["countries"]
+        print(f"{r['id']}  level {r['level']} {r['level_name']}  {r['status']}\n  {r['name']}\n"
+              f"  countries: {', '.join(countries) if isinstance(countries, list) else countries}  "
+              f"sources: {r['source_count']}  indicators: {r['indicators']}\n"
+              f"  first seen: {r['first_seen']}  last seen: {r['last_seen']}  version: {r['modified']}")
+    return 0
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    import asyncio
+    from dataclasses import asdict
+
+    import orjson
+
+    from exchange.fanout.queue import DeliveryQueue
+    from exchange.fanout.routes import delivery_summary
+
+    settings = _settings(args)
+
+    async def run() -> object:
+        queue = DeliveryQueue(settings.hub.data_dir / "deliveries.db")
+        await queue.start()
+        try:
+            if args.replay is not None:
+                replayed = await queue.replay(args.replay)
+                return {"replayed": delivery_summary(replayed) if replayed else None}
+            if args.dead:
+                return {"dead": [delivery_summary(d) for d in await queue.dead_letters(limit=1000)]}
+            return {"queues": [asdict(s) for s in await queue.stats()]}
+        finally:
+            await queue.close()
+
+    result = asyncio.run(run())
+    assert isinstance(result, dict)
+    if args.json:
+        print(orjson.dumps(result).decode())
+        return 0
+    if "replayed" in result:
+        if result["replayed"] is None:
+            print(f"exchange: no dead letter {args.replay}", file=sys.stderr)
+            return 1
+        print(f"replayed delivery {args.replay}")
+    for d in result.get("dead", []):
+        print(f"{d['id']}  {d['subscription_id']}  {d['alert_id']} {d['version']}  attempts={d.get('attempts')}  "
+              f"last error: {d.get('last_error')}")
+    for q in result.get("queues", []):
+        print(f"{q['subscription_id']}: pending={q['pending']} delivered={q['delivered']} dead={q['dead']}")
     return 0
 
 
@@ -196,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (overrides hub.host; default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="TCP port (overrides hub.port; 0 picks a free one)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", choices=["kv", "json"],
+                       help="log lines as key=value or JSON, one event per line (overrides hub.log_format; default kv)")
     serve.set_defaults(func=cmd_serve)
 
     normalize = sub.add_parser(
@@ -220,12 +294,30 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
     ingest.set_defaults(func=cmd_ingest)
 
-    peers = sub.add_parser("peers", help="list the configured peers with their pull health",
+    peers = sub.add_parser("peers", help="list the configured peers with their pull and push health",
                            description="Per peer collection: state, last success, last error, objects pulled, lag "
                                        "and cursor, read from the journal (the hub may be running or not).")
     with_config(peers)
     peers.add_argument("--json", action="store_true", help="print JSON instead of text")
     peers.set_defaults(func=cmd_peers)
+
+    alerts = sub.add_parser("alerts", help="list the coordinated alerts with level, countries and sources",
+                            description="The latest version of every alert (open, escalated, closed, expired), "
+                                        "read from alerts.db in the data directory (the hub may be running or not).")
+    with_config(alerts)
+    alerts.add_argument("--json", action="store_true", help="print JSON instead of text")
+    alerts.set_defaults(func=cmd_alerts)
+
+    deliveries = sub.add_parser(
+        "deliveries", help="list alert deliveries per subscription; show and replay dead letters",
+        description="Queue totals per subscription, or with --dead the dead letters (deliveries whose retries "
+                    "ran out). --replay ID puts a dead letter back in its queue; a running hub delivers it on its "
+                    "next wake-up (the admin API POST /admin/deliveries/ID/replay wakes it at once).")
+    with_config(deliveries)
+    deliveries.add_argument("--dead", action="store_true", help="list the dead letters")
+    deliveries.add_argument("--replay", type=int, metavar="ID", help="replay one dead letter")
+    deliveries.add_argument("--json", action="store_true", help="print JSON instead of text")
+    deliveries.set_defaults(func=cmd_deliveries)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="action", required=True)
     check = config.add_parser("check", help="validate a config file without starting the hub")

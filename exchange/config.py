@@ -5,7 +5,7 @@ Every option has a default that works on a laptop; command-line flags override t
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,11 @@ from typing import Any
 import jsonschema
 import orjson
 
+from exchange.config_members import MemberSettings, parse_alert_rules, parse_members
+from exchange.correlate.rules import AlertRules
 from exchange.errors import ConfigError
 from exchange.policy.access import Account
+from exchange.policy.egress import Recipient, Relation
 from exchange.policy.tlp import Tlp
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -38,6 +41,17 @@ class ApiRootSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsSettings:
+    """The hub's HTTPS listener (PEM files). With client_ca, client certificates are verified against it:
+    required when require_client_cert, else checked only if a client presents one."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+    require_client_cert: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HubSettings:
     title: str
     description: str
@@ -52,6 +66,12 @@ class HubSettings:
     canonical_collection: str | None  # resolved to a collection id
     default_tlp: Tlp
     canonical_audience: Tlp
+    log_format: str = "kv"  # observability (exchange/observe): kv or json
+    metrics_token_hash: str | None = None  # /metrics needs this bearer token when set
+    journal_stall: float = 120.0  # seconds; see exchange/observe/health.py
+    tls: TlsSettings | None = None
+    alerts_collection: str | None = None  # resolved to a collection id; None: no alerts are raised
+    alert_sweep_interval: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +93,24 @@ class PeerAuth:
 
 @dataclass(frozen=True, slots=True)
 class AgreementSettings:
-    """A peer's sharing agreement (stored now; enforced by the egress paths of #4)."""
+    """A peer's sharing agreement: enforced on its account's reads and on pushes to it (policy/egress.py)."""
 
     max_tlp: Tlp = Tlp.GREEN
     readable_collections: frozenset[str] = frozenset()  # our collection ids
     amber_constituents: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTls:
+    """TLS towards a peer: a private CA to trust instead of the system's, and a client certificate."""
+
+    ca_file: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def under(self, base_dir: Path) -> "PeerTls":
+        """Relative paths made relative to the config file's directory."""
+        return PeerTls(*(None if p is None else base_dir / p for p in (self.ca_file, self.cert, self.key)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +133,10 @@ class PeerSettings:
     max_page_bytes: int
     quarantine: float
     agreement: AgreementSettings
+    identity: str | None = None  # the peer hub's identity id, when it is an exchange hub
+    push_interval: float = 5.0
+    push_batch: int = 500
+    tls: PeerTls = PeerTls()
 
     @property
     def account(self) -> str:
@@ -114,6 +151,20 @@ class Settings:
     accounts: tuple[Account, ...]
     sources: dict[str, SourceSettings]  # by username
     peers: tuple[PeerSettings, ...] = ()
+    recipients: dict[str, Recipient] = field(default_factory=dict)  # by username: what egress may send it
+    alert_rules: AlertRules = field(default_factory=AlertRules)
+    members: tuple[MemberSettings, ...] = ()
+
+    def recipient(self, username: str) -> Recipient:
+        # An account missing here (never from config) gets the least: the community's TLP:GREEN.
+        return self.recipients.get(username) or Recipient(name=username, relation=Relation.MEMBER,
+                                                          max_tlp=Tlp.GREEN)
+
+    def peer_recipient(self, peer: PeerSettings) -> Recipient:
+        """The peer as the recipient of pushes: its agreement decides."""
+        return Recipient(name=peer.account, relation=Relation.PEER, max_tlp=peer.agreement.max_tlp,
+                         amber_constituents=peer.agreement.amber_constituents,
+                         aliases=frozenset({peer.id}), hub_identity=peer.identity)
 
     def with_overrides(self, *, host: str | None = None, port: int | None = None,
                        data_dir: Path | None = None) -> "Settings":
@@ -150,7 +201,7 @@ def validate_config(raw: dict[str, Any]) -> None:
     if errors:
         error = errors[0]
         key = _key_path(error)
-        if "password_hash" in key or "token_hashes" in key:  # the value may be a pasted plaintext secret
+        if "password_hash" in key or "token_hash" in key:  # the value may be a pasted plaintext secret
             raise ConfigError(f"config key '{key}': not a credential hash; make one with "
                               "`exchange account hash-password` or `exchange account new-token`")
         raise ConfigError(f"config key '{key}': {error.message}")
@@ -181,17 +232,39 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
     hub_raw["identity_name"] = hub_raw.get("identity_name", hub_raw["title"])
     hub_raw["default_tlp"] = Tlp.parse(hub_raw["default_tlp"])
     hub_raw["canonical_audience"] = Tlp.parse(hub_raw["canonical_audience"])
+    hub_raw["tls"] = _tls(hub_raw["tls"], base_dir) if "tls" in hub_raw else None
+    alerts = hub_raw.pop("alerts_collection", None)
+    if alerts is not None and (alerts not in by_name or canonical is None):
+        raise ConfigError(f"config key 'hub.alerts_collection': {alerts!r} " + (
+            "is no collection" if alerts not in by_name else "needs hub.canonical_collection to correlate"))
     hub = HubSettings(data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
-                      canonical_collection=by_name[canonical] if canonical else None, **hub_raw)
-    accounts = tuple(_account(i, a, by_name) for i, a in enumerate(raw.get("accounts", [])))
+                      canonical_collection=by_name[canonical] if canonical else None,
+                      alerts_collection=by_name[alerts] if alerts else None, **hub_raw)
+    peers = _peers(raw.get("peers", []), by_name, hub.canonical_collection, roots)
+    peers = tuple(replace(p, tls=p.tls.under(base_dir)) for p in peers)
+    peer_by_id = {p.id: p for p in peers}
+    raw_accounts = raw.get("accounts", [])
+    accounts = tuple(_account(i, a, by_name, peer_by_id) for i, a in enumerate(raw_accounts))
     usernames = [a.username for a in accounts]
     for name in usernames:
         if usernames.count(name) > 1:
             raise ConfigError(f"config key 'accounts': username {name!r} is defined twice")
     sources = {a["username"]: SourceSettings(country=a.get("country"), trust=float(a.get("trust", 1.0)))
-               for a in raw.get("accounts", [])}
-    peers = _peers(raw.get("peers", []), by_name, hub.canonical_collection, roots)
-    return Settings(hub=hub, api_roots=roots, accounts=accounts, sources=sources, peers=peers)
+               for a in raw_accounts}
+    settings = Settings(hub=hub, api_roots=roots, accounts=accounts, sources=sources, peers=peers,
+                        alert_rules=parse_alert_rules(raw))
+    recipients = {a["username"]: _recipient(a, settings) for a in raw_accounts}
+    return replace(settings, recipients=recipients, members=parse_members(raw.get("members", []), recipients))
+
+
+def _recipient(raw: dict[str, Any], settings: Settings) -> Recipient:
+    relation = Relation(raw.get("kind", "member"))
+    if relation is Relation.PEER:
+        peer = next(p for p in settings.peers if p.id == raw["peer"])
+        found = settings.peer_recipient(peer)
+        return replace(found, name=raw["username"], aliases=found.aliases | {peer.account})
+    max_tlp = Tlp.RED if relation is Relation.OPERATOR else Tlp.parse(raw.get("max_tlp", "green"))
+    return Recipient(name=raw["username"], relation=relation, max_tlp=max_tlp)
 
 
 def _api_root(index: int, raw: dict[str, Any]) -> ApiRootSettings:
@@ -222,7 +295,8 @@ def _collection_names(roots: tuple[ApiRootSettings, ...]) -> dict[str, str]:
     return names
 
 
-def _account(index: int, raw: dict[str, Any], by_name: dict[str, str]) -> Account:
+def _account(index: int, raw: dict[str, Any], by_name: dict[str, str],
+             peers: Mapping[str, PeerSettings]) -> Account:
     def grants(key: str) -> frozenset[str]:
         out = set()
         for name in raw.get(key, []):
@@ -233,9 +307,20 @@ def _account(index: int, raw: dict[str, Any], by_name: dict[str, str]) -> Accoun
 
     if "password_hash" not in raw and not raw.get("token_hashes"):
         raise ConfigError(f"config key 'accounts[{index}]': needs password_hash or token_hashes")
+    can_read = grants("can_read")
+    peer = raw.get("peer")
+    if (raw.get("kind") == "peer") != (peer is not None):
+        raise ConfigError(f"config key 'accounts[{index}]': kind = \"peer\" and peer = \"<peer id>\" go together")
+    if peer is not None:
+        if peer not in peers:
+            raise ConfigError(f"config key 'accounts[{index}].peer': no peer with id {peer!r}")
+        if can_read:
+            raise ConfigError(f"config key 'accounts[{index}].can_read': a peer account reads what its "
+                              f"agreement allows; set peers.agreement.readable_collections of {peer!r} instead")
+        can_read = peers[peer].agreement.readable_collections
     return Account(username=raw["username"], password_hash=raw.get("password_hash"),
                    token_hashes=tuple(raw.get("token_hashes", [])),
-                   can_read=grants("can_read"), can_write=grants("can_write"))
+                   can_read=can_read, can_write=grants("can_write"), peer=peer)
 
 
 def _peers(raw: list[dict[str, Any]], by_name: dict[str, str], canonical: str | None,
@@ -269,7 +354,24 @@ def _peer(index: int, raw: dict[str, Any], by_name: dict[str, str], canonical: s
         push=tuple(dict.fromkeys(values["push"])), pull_into=pull_into, auth=_peer_auth(key, raw.get("auth", {})),
         trust=float(values["trust"]), poll_interval=float(values["poll_interval"]), page_size=values["page_size"],
         timeout=float(values["timeout"]), max_page_bytes=values["max_page_bytes"],
-        quarantine=float(values["quarantine"]), agreement=_agreement(key, raw.get("agreement", {}), by_name))
+        quarantine=float(values["quarantine"]), agreement=_agreement(key, raw.get("agreement", {}), by_name),
+        identity=values.get("identity"), push_interval=float(values["push_interval"]),
+        push_batch=values["push_batch"], tls=_peer_tls(key, raw.get("tls", {})))
+
+
+def _tls(raw: dict[str, Any], base_dir: Path) -> TlsSettings:
+    """hub.tls; the files are read when the hub starts (they may exist only on the production host)."""
+    if raw.get("require_client_cert") and "client_ca" not in raw:
+        raise ConfigError("config key 'hub.tls.require_client_cert': needs hub.tls.client_ca to verify them with")
+    return TlsSettings(cert=base_dir / raw["cert"], key=base_dir / raw["key"],
+                       client_ca=base_dir / raw["client_ca"] if "client_ca" in raw else None,
+                       require_client_cert=bool(raw.get("require_client_cert", False)))
+
+
+def _peer_tls(key: str, raw: dict[str, Any]) -> PeerTls:
+    if ("cert" in raw) != ("key" in raw):
+        raise ConfigError(f"config key '{key}.tls': a client certificate needs both cert and key")
+    return PeerTls(*(Path(raw[k]) if k in raw else None for k in ("ca_file", "cert", "key")))
 
 
 def _peer_auth(key: str, raw: dict[str, Any]) -> PeerAuth:

@@ -223,9 +223,10 @@ def run_hub(data: Dataset, policy: ClaimPolicy) -> HubRun:
     for start in range(0, len(data.envelopes), BATCH):
         for write in [prepare(env, policy) for env in data.envelopes[start:start + BATCH]]:
             rejected += len(write.status.results)
-            for claim in write.derived:
-                if isinstance(claim, Claim):
-                    groups[claim.indicator_id].append(claim)
+            for claims in write.derived:
+                for claim in claims:
+                    if isinstance(claim, Claim):
+                        groups[claim.indicator_id].append(claim)
     t1 = time.perf_counter()
     published = sum(merge(group, audience=AUDIENCE, hub=HUB, created=None, previous_modified=0) is not None
                     for group in groups.values())

@@ -17,7 +17,7 @@ HEADER = """# Configuration reference
 
 Generated from `schemas/config.schema.json` by `scripts/gen_config_docs.py`; do not edit by hand.
 The hub reads one TOML file (`exchange serve --config FILE`); `exchange config check FILE` validates it
-and names the offending key. `--host`, `--port` and `--data-dir` override the file.
+and names the offending key. `--host`, `--port`, `--data-dir` and `--log-format` override the file.
 See `examples/hub.toml` for a runnable example.
 """
 

@@ -21,13 +21,15 @@ from exchange.app import build_app, start_site
 from exchange.config import load_settings
 from exchange.policy.credentials import hash_password, hash_token
 from exchange.taxii.context import SERVICES, Services
+from exchange.taxii.tls import listener_context
 
 INBOX = "31110fdc-ecd0-46fd-994f-960c58b21925"
 ALERTS = "2e708668-f712-4202-973a-8e410eea1a3a"
 SECRET = "b1d5e0c2-0000-4000-8000-00000000beef"
 CANONICAL = "c7484c5c-18c8-4bcc-acb0-d4d778671765"
 TOKEN = "exh_test-token-for-bearer-auth-0123456789abcdef"
-PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "writer": "writer-pw"}
+PASSWORDS = {"alice": "alice-pw", "bob": "bob-pw", "writer": "writer-pw", "greenorg": "greenorg-pw",
+             "amberorg": "amberorg-pw"}
 
 
 @cache
@@ -36,8 +38,9 @@ def _hashes() -> dict[str, str]:
 
 
 def write_config(directory: Path, *, max_content_length: int = 10 * 1024 * 1024, max_page_size: int = 1000) -> Path:
-    """alice reads+writes inbox and reads alerts; bob reads alerts only; writer may only write inbox;
-    the token account reads inbox; nobody but alice sees the secret collection."""
+    """alice (an operator) reads+writes inbox and reads alerts; bob (a member) reads alerts only; writer may
+    only write inbox; the token account reads inbox; nobody but alice sees the secret collection. greenorg and
+    amberorg are member organizations entitled to TLP:GREEN and TLP:AMBER, reading inbox and canonical."""
     h = _hashes()
     text = f"""
 [hub]
@@ -76,6 +79,7 @@ title = "Secret"
 
 [[accounts]]
 username = "alice"
+kind = "operator"
 password_hash = "{h['alice']}"
 country = "FR"
 can_read = ["inbox", "alerts", "secret", "canonical"]
@@ -88,6 +92,7 @@ can_read = ["alerts"]
 
 [[accounts]]
 username = "writer"
+kind = "operator"
 password_hash = "{h['writer']}"
 country = "PL"
 trust = 0.5
@@ -95,8 +100,23 @@ can_write = ["inbox"]
 
 [[accounts]]
 username = "tokenbot"
+kind = "operator"
 token_hashes = ["{hash_token(TOKEN)}"]
 can_read = ["inbox"]
+
+[[accounts]]
+username = "greenorg"
+kind = "member"
+max_tlp = "green"
+password_hash = "{h['greenorg']}"
+can_read = ["inbox", "canonical", "alerts"]
+
+[[accounts]]
+username = "amberorg"
+kind = "member"
+max_tlp = "amber"
+password_hash = "{h['amberorg']}"
+can_read = ["inbox", "canonical", "alerts"]
 """
     path = directory / "hub.toml"
     path.write_text(text)
@@ -138,17 +158,18 @@ def thread_hub(directory: Path, **config: int) -> Iterator[Hub]:
 
 
 @contextmanager
-def serve_in_thread(path: Path, *, env: Mapping[str, str] | None = None) -> Iterator[Hub]:
-    """The app of a config file on 127.0.0.1 port 0, its loop in a thread (restartable on the same path)."""
-    settings = load_settings(path).with_overrides(port=0)
+def serve_in_thread(path: Path, *, env: Mapping[str, str] | None = None, port: int = 0) -> Iterator[Hub]:
+    """The app of a config file on 127.0.0.1 (port 0 unless given), its loop in a thread (restartable on the
+    same path)."""
+    settings = load_settings(path).with_overrides(port=port)
     app = build_app(settings, env=env if env is not None else {})
     ready = threading.Event()
     box: dict[str, Any] = {}
 
     async def main() -> None:
-        runner, port = await start_site(app, "127.0.0.1", 0)
+        runner, bound = await start_site(app, "127.0.0.1", port, ssl_context=listener_context(settings))
         stop = asyncio.Event()
-        box.update(port=port, stop=stop, loop=asyncio.get_running_loop())
+        box.update(port=bound, stop=stop, loop=asyncio.get_running_loop())
         ready.set()
         try:
             await stop.wait()
@@ -167,7 +188,8 @@ def serve_in_thread(path: Path, *, env: Mapping[str, str] | None = None) -> Iter
     if not ready.wait(30) or "error" in box:
         raise RuntimeError(f"hub did not start: {box.get('error')}")
     try:
-        yield Hub(base=f"http://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path, app=app,
+        scheme = "https" if settings.hub.tls is not None else "http"
+        yield Hub(base=f"{scheme}://127.0.0.1:{box['port']}", data_dir=settings.hub.data_dir, config=path, app=app,
                   loop=box["loop"])
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)

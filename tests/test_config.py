@@ -65,7 +65,7 @@ def test_grants_by_alias_resolve_to_collection_ids(base: Raw) -> None:
     raw = copy.deepcopy(base)
     raw["accounts"][1]["can_read"] = ["*"]
     raw["accounts"][1]["can_write"] = [ALERTS]
-    alice, bob, writer, tokenbot = parse(raw).accounts
+    alice, bob, writer, tokenbot, *_members = parse(raw).accounts
     assert (alice.can_read, alice.can_write) == ({INBOX, ALERTS, SECRET, CANONICAL}, {INBOX, SECRET})
     assert (bob.can_read, bob.can_write) == ({"*"}, {ALERTS})
     assert (writer.can_read, writer.can_write) == (frozenset(), {INBOX})
@@ -190,7 +190,11 @@ def assert_one_line_error(stderr: str, expected: str) -> None:
 def test_config_check_command(tmp_path: Path) -> None:
     good = exchange("config", "check", str(EXAMPLE))
     assert good.returncode == 0, good.stderr
-    assert good.stdout.strip() == f"{EXAMPLE}: ok (1 API root(s), 3 collection(s), 2 account(s))"
+    from exchange.dedup.merge import HubIdentity
+
+    assert good.stdout.strip().splitlines() == [
+        f"{EXAMPLE}: ok (1 API root(s), 3 collection(s), 2 account(s))",
+        f"hub identity: {HubIdentity('Example National CERT').id} (Example National CERT)"]
     assert good.stderr == ""
 
     bad = exchange("config", "check", str(bad_config(tmp_path)))

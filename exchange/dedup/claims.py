@@ -23,6 +23,7 @@ class Source:
     name: str
     country: str | None = None
     trust: float = 1.0  # weight of this source's confidence in the merged confidence
+    relay: bool = False  # a peer hub: the provenance in its canonical indicators is unpacked (dedup/relay.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,15 @@ class Claim:
     kill_chain: tuple[tuple[str, str], ...]
     role: str | None  # e.g. 'dst' for misp-stix network-traffic dst_ref forms
     warnings: tuple[str, ...]  # names of the warninglists the value is on
+    # Federation: the hub where the claim was made (None: this hub) and the hubs it has crossed, origin
+    # first. A hub never takes back a claim whose path names it, so a mesh of hubs converges.
+    origin: str | None = None
+    path: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Who the claim belongs to: source names are only unique within the hub that made the claim."""
+        return self.source if self.origin is None else f"{self.source}@{self.origin}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,23 @@ class _Hit(Protocol):
 Warn = Callable[[ValueKind, str], Iterable[_Hit]]  # a warninglist matcher (normalize/warninglists.py)
 
 
+@dataclass(frozen=True, slots=True)
+class Facets:
+    """What an indicator says beyond its pattern, shared by every claim read from it."""
+
+    name: str | None
+    indicator_types: tuple[str, ...]  # within the STIX vocabulary
+    other_types: tuple[str, ...]  # outside it: kept as labels
+    kill_chain: tuple[tuple[str, str], ...]
+
+
+def indicator_facets(obj: dict[str, Any]) -> Facets:
+    types = set(_strings(obj, "indicator_types"))
+    return Facets(name=obj.get("name") if isinstance(obj.get("name"), str) else None,
+                  indicator_types=tuple(sorted(types & INDICATOR_TYPES)),
+                  other_types=tuple(sorted(types - INDICATOR_TYPES)), kill_chain=_kill_chain(obj))
+
+
 def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tlp,
                          warn: Warn | None = None) -> Claim | None:
     """The claim an indicator makes; None for non-STIX pattern languages (kept verbatim only)."""
@@ -134,7 +161,7 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     if not isinstance(pattern, str) or not pattern.strip():
         raise InvalidObject("indicator has no 'pattern'")
     canonical, role = canonical_pattern_with_role(pattern)
-    types = set(_strings(obj, "indicator_types"))
+    facets = indicator_facets(obj)
     created = _time(obj, "created") or 0
     hits: Iterable[_Hit] = ()
     if warn is not None and (value := single_value(canonical)) is not None:
@@ -144,9 +171,8 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
         trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
         revoked=bool(obj.get("revoked", False)), tlp=_tlp(obj, default_tlp),
         confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
-        name=obj.get("name") if isinstance(obj.get("name"), str) else None,
-        labels=tuple(sorted({*_strings(obj, "labels"), *(types - INDICATOR_TYPES)})),
-        indicator_types=tuple(sorted(types & INDICATOR_TYPES)), kill_chain=_kill_chain(obj), role=role,
+        name=facets.name, labels=tuple(sorted({*_strings(obj, "labels"), *facets.other_types})),
+        indicator_types=facets.indicator_types, kill_chain=facets.kill_chain, role=role,
         warnings=tuple(sorted({h.list_name for h in hits})) if hits else (),
     )
 

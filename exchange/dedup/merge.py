@@ -22,8 +22,8 @@ from exchange.policy.tlp import Tlp, marking_id
 PROVENANCE_EXTENSION = "extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e9a"
 PROJECT_IDENTITY = "identity--c39d4954-eedb-43f3-a885-0bfa60b545cb"  # the author of that extension
 MIN_STEP = 1_000  # µs: consecutive canonical versions differ by at least a millisecond in `modified`
-_BY_SOURCE = attrgetter("source", "producer_id")
-_BY_AGE = attrgetter("created", "source")
+_BY_SOURCE = attrgetter("key", "producer_id")
+_BY_AGE = attrgetter("created", "key")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +63,10 @@ def combined_confidence(claims: Sequence[Claim]) -> int | None:
     return round(100 * (1 - doubt))
 
 
-def _provenance(claim: Claim) -> dict[str, Any]:
+def _provenance(claim: Claim, hub: HubIdentity) -> dict[str, Any]:
     entry: dict[str, Any] = {"source": claim.source, "original_id": claim.producer_id,
-                             "original_modified": format_timestamp(claim.modified), "tlp": claim.tlp.label}
+                             "original_modified": format_timestamp(claim.modified), "tlp": claim.tlp.label,
+                             "origin": claim.origin or hub.id, "path": [*claim.path, hub.id]}
     # Optional members, in this order, only when the claim has them.
     if claim.country is not None:
         entry["country"] = claim.country
@@ -120,7 +121,7 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
         "pattern_version": "2.1", "valid_from": format_timestamp(min(starts) if starts else created),
         "name": first.name or first.pattern,
         "description": f"Merged by {hub.name} from {len(basis)} claim(s) of "
-                       f"{len({c.source for c in basis})} source(s); provenance in the extension.",
+                       f"{len({c.key for c in basis})} source(s); provenance in the extension.",
     }
     if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
         body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
@@ -140,8 +141,8 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     visible_sightings = [s for s in sightings if s.tlp <= audience]
     provenance: dict[str, Any] = {
         "extension_type": "property-extension",
-        "claims": [_provenance(c) for c in visible],
-        "source_count": len({c.source for c in live}),
+        "claims": [_provenance(c, hub) for c in visible],
+        "source_count": len({c.key for c in live}),
     }
     countries = sorted({c.country for c in live if c.country})
     if countries:  # STIX 2.1 section 3.3: empty lists are not allowed

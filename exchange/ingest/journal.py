@@ -11,7 +11,7 @@ from pathlib import Path
 import msgpack
 
 from exchange.ingest.peers import Garbage, PeerFailure, PeerProgress, PeerState, PeerSync
-from exchange.store.sqlite.engine import SQLiteEngine
+from exchange.store.sqlite.engine import SQLiteEngine, read_offline
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -166,21 +166,20 @@ class Journal:
         return await self._engine.read(lambda c: c.execute(
             "SELECT count(*) FROM envelopes WHERE processed = 0").fetchone()[0])
 
+    async def oldest_unprocessed(self) -> int | None:
+        """received_at of the oldest envelope not processed yet (readiness and metrics: is the journal draining)."""
+        row = await self._engine.read(lambda c: c.execute(
+            "SELECT received_at FROM envelopes WHERE processed = 0 ORDER BY seq LIMIT 1").fetchone())
+        return int(row[0]) if row else None
+
+    async def check_writable(self) -> None:
+        await self._engine.probe_write()
+
 
 def read_peer_sync(path: Path) -> list[PeerSync]:
-    """Peer rows straight from the file, read-only, for `exchange peers` (the hub may be running or not)."""
-    if not path.exists():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        conn.execute("PRAGMA busy_timeout=10000")
-        return _sync_rows(conn)
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):  # a journal from before migration 2: no peer has run yet
-            return []
-        raise
-    finally:
-        conn.close()
+    """Peer rows straight from the file, for `exchange peers` (the hub may be running or not); a journal from
+    before migration 2 has no peer rows."""
+    return read_offline(path, _sync_rows, [])
 
 
 def _insert(conn: sqlite3.Connection, env: Envelope) -> int:

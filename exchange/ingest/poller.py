@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote
 
 import orjson
 
@@ -187,21 +187,10 @@ class Poller:
     async def _collection_url(self) -> str:
         if self._url is None:
             peer = self.target.peer
-            root = peer.api_root or await self._discover_api_root()
+            root = peer.api_root or await self._client.discover_api_root(
+                peer.discovery or "", max_bytes=DISCOVERY_MAX_BYTES)  # the config schema requires one of them
             self._url = collection_url(root, self.target.collection)
         return self._url
-
-    async def _discover_api_root(self) -> str:
-        """The default API root from discovery (TAXII 2.1 section 4.1); relative URLs (OpenTAXII) resolved."""
-        discovery = self.target.peer.discovery
-        assert discovery is not None  # the config schema requires api_root or discovery
-        payload, _ = await self._client.get_json(discovery, max_bytes=DISCOVERY_MAX_BYTES)
-        roots = payload.get("api_roots") or []
-        chosen = payload.get("default") or (roots[0] if roots else None)
-        if not isinstance(chosen, str):
-            raise TaxiiClientError(f"GET {discovery}: discovery names no API root")
-        root = urljoin(discovery, chosen)
-        return root if root.endswith("/") else root + "/"
 
     async def sync_round(self) -> None:
         """Pull pages until the peer says there is no more; each page durable with its cursor."""

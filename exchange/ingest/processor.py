@@ -7,7 +7,7 @@ before a crash is processed after it. Processing is idempotent (the store upsert
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +15,7 @@ import orjson
 
 from exchange.audit.log import AuditEntry, AuditKind, AuditLog
 from exchange.dedup.claims import Claim, SightingClaim, Source, Warn, claim_from_indicator, claim_from_sighting
+from exchange.dedup.relay import provenance_of, relayed_claims
 from exchange.errors import InvalidObject
 from exchange.ingest.journal import Envelope, Journal
 from exchange.model.stix import StixRecord, object_ref, read_record
@@ -35,21 +36,29 @@ class ClaimPolicy:
     default_tlp: Tlp = Tlp.GREEN
     warn: Warn | None = None
     enabled: bool = True  # off for a hub without a canonical collection: a plain TAXII store
+    hub_id: str = ""  # this hub's identity id: relayed claims that crossed it are echoes
 
     def source(self, account: str) -> Source:
         return self.sources.get(account) or Source(name=account)
 
 
 def derive(obj: dict[str, Any], record: StixRecord, source: Source,
-           policy: ClaimPolicy) -> Claim | SightingClaim | None:
-    """The claim an indicator or sighting makes (upgraded first when it is STIX 2.0); InvalidObject if bad."""
+           policy: ClaimPolicy) -> tuple[Claim | SightingClaim, ...]:
+    """The claims an indicator or sighting makes (upgraded first when it is STIX 2.0); InvalidObject if bad.
+
+    A peer hub's canonical indicator makes the claims it carries, not one claim of its own."""
     if not policy.enabled or record.type not in ("indicator", "sighting"):
-        return None
+        return ()
     if record.spec_version == "2.0":
         obj = upgrade_object(obj)[0]
     if record.type == "indicator":
-        return claim_from_indicator(obj, source, default_tlp=policy.default_tlp, warn=policy.warn)
-    return claim_from_sighting(obj, source, default_tlp=policy.default_tlp)
+        if source.relay and (provenance := provenance_of(obj)) is not None:
+            return tuple(relayed_claims(obj, provenance, source, hub_id=policy.hub_id, warn=policy.warn))
+        claim: Claim | SightingClaim | None = claim_from_indicator(obj, source, default_tlp=policy.default_tlp,
+                                                                   warn=policy.warn)
+    else:
+        claim = claim_from_sighting(obj, source, default_tlp=policy.default_tlp)
+    return () if claim is None else (claim,)
 
 
 def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
@@ -57,7 +66,7 @@ def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
     policy = policy or ClaimPolicy()
     source = policy.source(env.account)
     records: list[StixRecord] = []
-    derived: list[Claim | SightingClaim | None] = []
+    derived: list[tuple[Claim | SightingClaim, ...]] = []
     rejected: list[ObjectResult] = []
     try:
         objects = orjson.loads(env.body)["objects"]
@@ -69,9 +78,9 @@ def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
     for index, obj in enumerate(objects):
         try:
             record = read_record(obj)
-            claim = derive(obj, record, source, policy)
+            claims = derive(obj, record, source, policy)
             records.append(record)
-            derived.append(claim)
+            derived.append(claims)
         except InvalidObject as exc:
             ident, version = object_ref(obj)
             rejected.append(ObjectResult(id=ident, version=version, outcome=Outcome.REJECTED,
@@ -95,8 +104,10 @@ def stored_entry(collection_id: str, status: StatusRecord, *, replayed: bool = F
 
 
 class Processor:
-    def __init__(self, journal: Journal, store: Store, audit: AuditLog, policy: ClaimPolicy | None = None) -> None:
+    def __init__(self, journal: Journal, store: Store, audit: AuditLog, policy: ClaimPolicy | None = None, *,
+                 on_commit: Callable[[list[StatusRecord]], None] | None = None) -> None:
         self._journal = journal
+        self._on_commit = on_commit  # told each committed batch's statuses (metrics, readiness); must not raise
         self._store = store
         self._audit = audit
         self._policy = policy or ClaimPolicy()
@@ -183,7 +194,10 @@ class Processor:
                              self._journal.mark_processed([e.seq for e in batch.envelopes]))
         for w, s in zip(batch.writes, statuses, strict=True):
             log.info("envelope processed status=%s account=%s collection=%s succeeded=%d failed=%d",
-                     s.id, s.account, w.collection_id, s.success_count, s.failure_count)
+                     s.id, s.account, w.collection_id, s.success_count, s.failure_count,
+                     extra={"status_id": s.id, "source": s.account, "collection": w.collection_id})
+        if self._on_commit is not None:
+            self._on_commit(statuses)
 
 
 @dataclass(frozen=True, slots=True)

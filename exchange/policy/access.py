@@ -16,6 +16,7 @@ class Account:
     token_hashes: tuple[str, ...]
     can_read: frozenset[str]  # collection ids; "*" means every collection
     can_write: frozenset[str]
+    peer: str | None = None  # the configured peer this account belongs to (config kind = peer)
 
 
 def allowed(account: Account, collection_id: str, action: Action) -> bool:

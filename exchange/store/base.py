@@ -97,7 +97,7 @@ class EnvelopeWrite:
     collection_id: str
     records: list[StixRecord]
     status: StatusRecord  # results of rejected objects already filled in; stored ones are added by the store
-    derived: list[Claim | SightingClaim | None] = field(default_factory=list)  # aligned with records
+    derived: list[tuple[Claim | SightingClaim, ...]] = field(default_factory=list)  # aligned with records
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +127,6 @@ class Store(Protocol):
     async def count_objects(self, collection_id: str) -> int: ...
 
     async def install(self, collection_id: str, objects: list[dict[str, object]]) -> None: ...
+
+    async def check_writable(self) -> None:
+        """Commit a tiny real write, or raise: the readiness probe (exchange/observe/health.py)."""

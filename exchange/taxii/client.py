@@ -6,10 +6,12 @@ this one is for the hub's own outbound work (`exchange ingest`, and the peer pol
 
 import asyncio
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 import orjson
@@ -93,8 +95,10 @@ def _preview(raw: bytes) -> str:
 
 
 class TaxiiClient:
-    def __init__(self, session: aiohttp.ClientSession, credentials: Credentials, *, timeout: float = 60.0) -> None:
+    def __init__(self, session: aiohttp.ClientSession, credentials: Credentials, *, timeout: float = 60.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._session = session
+        self._ssl: ssl.SSLContext | bool = ssl_context or True  # True: aiohttp's default verification
         self._headers = {**HEADERS, **credentials.headers()}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
@@ -103,7 +107,8 @@ class TaxiiClient:
         if body is not None:
             headers["Content-Type"] = TAXII_JSON
         try:
-            async with self._session.request(method, url, data=body, headers=headers, timeout=self._timeout) as resp:
+            async with self._session.request(method, url, data=body, headers=headers, timeout=self._timeout,
+                                             ssl=self._ssl) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _refusal(method, url, resp.status, raw)
@@ -116,7 +121,8 @@ class TaxiiClient:
         """GET a TAXII resource strictly: 4xx/5xx raise as in _request, and anything but a TAXII JSON
         object of at most max_bytes raises MalformedResponse with what arrived."""
         try:
-            async with self._session.get(url, params=params, headers=self._headers, timeout=self._timeout) as resp:
+            async with self._session.get(url, params=params, headers=self._headers, timeout=self._timeout,
+                                         ssl=self._ssl) as resp:
                 shown = str(resp.url)
                 if resp.status >= 400:
                     raise _refusal("GET", shown, resp.status, await _read_capped(resp, ERROR_PREVIEW * 4))
@@ -139,6 +145,16 @@ class TaxiiClient:
     async def get_manifest(self, collection_url: str, params: Mapping[str, str], *,
                            max_bytes: int = 64 * 2**20) -> tuple[dict[str, Any], Mapping[str, str]]:
         return await self.get_json(collection_url.rstrip("/") + "/manifest/", params, max_bytes=max_bytes)
+
+    async def discover_api_root(self, discovery_url: str, *, max_bytes: int = 1 << 20) -> str:
+        """The default API root from discovery (TAXII 2.1 section 4.1); relative URLs (OpenTAXII) resolved."""
+        payload, _ = await self.get_json(discovery_url, max_bytes=max_bytes)
+        roots = payload.get("api_roots") or []
+        chosen = payload.get("default") or (roots[0] if roots else None)
+        if not isinstance(chosen, str):
+            raise TaxiiClientError(f"GET {discovery_url}: discovery names no API root")
+        root = urljoin(discovery_url, chosen)
+        return root if root.endswith("/") else root + "/"
 
     async def api_root(self, api_root_url: str) -> dict[str, Any]:
         return (await self._request("GET", api_root_url))[0]

@@ -28,6 +28,7 @@ class Services:
 
 SERVICES = web.AppKey("services", Services)
 ACCOUNT_KEY = web.RequestKey("account", Account)  # the authenticated account
+OBJECTS_SERVED_KEY = web.RequestKey("objects_served", int)  # objects a read returned, for the metrics
 
 
 def services(request: web.Request) -> Services:

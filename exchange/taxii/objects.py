@@ -10,13 +10,16 @@ import orjson
 from aiohttp import web
 
 from exchange.audit.log import AuditEntry, AuditKind
+from exchange.dedup.relay import view_for
 from exchange.errors import InvalidRequest, NotFound, PayloadTooLarge
 from exchange.ingest.journal import Envelope
 from exchange.model.stix import object_ref
 from exchange.model.timestamps import format_timestamp, now_micros
 from exchange.policy.access import Action
+from exchange.policy.egress import Recipient, Relation
+from exchange.policy.tlp import Tlp
 from exchange.store.base import Page, StatusRecord
-from exchange.taxii.context import account, collection, services
+from exchange.taxii.context import OBJECTS_SERVED_KEY, account, collection, services
 from exchange.taxii.media import check_content_type
 from exchange.taxii.query import Endpoint, fingerprint, parse_query
 from exchange.taxii.responses import (
@@ -30,6 +33,21 @@ from exchange.taxii.responses import (
 )
 
 PARSE_IN_THREAD = 256 * 1024  # bodies above this are decoded off the event loop
+FILTER_IN_THREAD = 200  # objects: a larger page is checked against the egress policy off the event loop
+
+
+def egress_page(page: Page, recipient: Recipient, default_tlp: Tlp, with_body: bool) -> Page:
+    """The page as this recipient may see it (TLP, agreement, no echoes); `more` stays the store's, so a
+    client keeps paging past objects it may not see."""
+    items = []
+    for item in page.items:
+        obj = orjson.loads(item.body)
+        view = view_for(recipient, obj, default_tlp)
+        if view is None:
+            continue
+        body = (item.body if view is obj else orjson.dumps(view)) if with_body else b""
+        items.append(replace(item, body=body))
+    return Page(items=items, more=page.more)
 
 
 def _params(request: web.Request) -> dict[str, str]:
@@ -47,8 +65,14 @@ async def _read_page(request: web.Request, endpoint: Endpoint) -> tuple[str, Pag
     key = fingerprint(query, endpoint)
     if "next" in params:
         query = replace(query, after_key=svc.cursors.decode(params["next"], key))
-    page = await svc.store.query_objects(query, with_body=endpoint in (Endpoint.OBJECTS, Endpoint.OBJECT))
-    next_token = svc.cursors.encode(key, page.items[-1].date_added) if page.more else None
+    recipient = svc.settings.recipient(account(request).username)
+    restricted = recipient.relation is not Relation.OPERATOR
+    with_body = endpoint in (Endpoint.OBJECTS, Endpoint.OBJECT)
+    page = await svc.store.query_objects(query, with_body=with_body or restricted)
+    next_token = svc.cursors.encode(key, page.items[-1].date_added) if page.more else None  # before filtering
+    if restricted:
+        page = await asyncio.to_thread(egress_page, page, recipient, hub.default_tlp, with_body) \
+            if len(page.items) > FILTER_IN_THREAD else egress_page(page, recipient, hub.default_tlp, with_body)
     if endpoint in (Endpoint.OBJECT, Endpoint.VERSIONS) and not page.items and "next" not in params:
         raise NotFound(f"no object {request.match_info['object_id']!r} matching the filters in collection {coll.id}")
     return coll.id, page, next_token
@@ -66,6 +90,7 @@ async def get_objects(request: web.Request) -> web.Response:
     endpoint = Endpoint.OBJECT if "object_id" in request.match_info else Endpoint.OBJECTS
     collection_id, page, next_token = await _read_page(request, endpoint)
     await _audit_served(request, collection_id, page)
+    request[OBJECTS_SERVED_KEY] = len(page.items)
     return taxii_bytes(envelope_bytes(page, next_token), headers=date_added_headers(page))
 
 

@@ -196,6 +196,8 @@ def test_provenance_has_one_entry_per_visible_claim() -> None:
         claim(CARL, 4, tlp=Tlp.AMBER),  # not for a GREEN audience
     ]
     entries = provenance(merged(claims).body)["claims"]
+    # Claims made at this hub: it is their origin and the whole path so far.
+    assert all(e.pop("origin") == HUB.id and e.pop("path") == [HUB.id] for e in entries)
     assert sorted(entries, key=lambda e: e["original_id"]) == [
         {"source": "alice", "country": "FR", "original_id": claims[0].producer_id,
          "original_modified": ts("2024-02-01T00:00:00Z"), "tlp": "TLP:GREEN", "confidence": 80,

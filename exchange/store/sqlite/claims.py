@@ -19,17 +19,19 @@ from exchange.store.base import MergePolicy
 def pack_claim(c: Claim) -> bytes:
     return msgpack.packb([c.indicator_id, c.pattern, c.source, c.country, c.trust, c.producer_id, c.created,
                           c.modified, c.revoked, int(c.tlp), c.confidence, c.valid_from, c.valid_until, c.name,
-                          c.labels, c.indicator_types, c.kill_chain, c.role, c.warnings])
+                          c.labels, c.indicator_types, c.kill_chain, c.role, c.warnings, c.origin, c.path])
 
 
 def unpack_claim(data: bytes) -> Claim:
+    fields = msgpack.unpackb(data)
     (ind, pattern, source, country, trust, producer, created, modified, revoked, tlp, confidence, valid_from,
-     valid_until, name, labels, types, kill_chain, role, warnings) = msgpack.unpackb(data)
+     valid_until, name, labels, types, kill_chain, role, warnings) = fields[:19]
+    origin, path = fields[19:21] if len(fields) > 19 else (None, ())  # claims written before federation
     return Claim(indicator_id=ind, pattern=pattern, source=source, country=country, trust=trust,
                  producer_id=producer, created=created, modified=modified, revoked=revoked, tlp=Tlp(tlp),
                  confidence=confidence, valid_from=valid_from, valid_until=valid_until, name=name,
                  labels=tuple(labels), indicator_types=tuple(types), kill_chain=tuple(tuple(k) for k in kill_chain),
-                 role=role, warnings=tuple(warnings))
+                 role=role, warnings=tuple(warnings), origin=origin, path=tuple(path))
 
 
 def pack_sighting(s: SightingClaim) -> bytes:
@@ -49,7 +51,7 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
     Only claims the sender could see (at or below its own claim's TLP) count as others: a status must not
     reveal that a stricter claim exists."""
     prior = conn.execute("SELECT indicator_id, modified FROM claims WHERE source = ? AND producer_id = ?",
-                         (claim.source, claim.producer_id)).fetchone()
+                         (claim.key, claim.producer_id)).fetchone()
     if prior is not None and claim.modified <= prior[1]:
         return True, f"an equal or newer version of this claim is already recorded on {prior[0]}"
     if prior is not None and prior[0] != claim.indicator_id:
@@ -58,7 +60,7 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
         "INSERT INTO claims (source, producer_id, indicator_id, modified, data) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (source, producer_id) DO UPDATE SET indicator_id = excluded.indicator_id,"
         " modified = excluded.modified, data = excluded.data",
-        (claim.source, claim.producer_id, claim.indicator_id, claim.modified, pack_claim(claim)),
+        (claim.key, claim.producer_id, claim.indicator_id, claim.modified, pack_claim(claim)),
     )
     # created = 0 until the first materialization fixes it from the claims its audience can see.
     conn.execute("INSERT INTO indicators (id, pattern, created) VALUES (?, ?, 0) ON CONFLICT (id) DO NOTHING",
@@ -66,7 +68,7 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
     touched.add(claim.indicator_id)
     others = [c for c in (unpack_claim(r[0]) for r in conn.execute(
         "SELECT data FROM claims WHERE indicator_id = ? AND NOT (source = ? AND producer_id = ?)",
-        (claim.indicator_id, claim.source, claim.producer_id))) if c.tlp <= claim.tlp]
+        (claim.indicator_id, claim.key, claim.producer_id))) if c.tlp <= claim.tlp]
     verb = "revoked its claim on" if claim.revoked else "claims"
     if not others:
         return False, f"stored: {claim.source} {verb} canonical indicator {claim.indicator_id}"

@@ -10,6 +10,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,6 +102,17 @@ class SQLiteEngine:
             result: T = await job.future
             return result
 
+    async def probe_write(self) -> None:
+        """Commit a one-row write through the writer, for readiness: an open connection proves nothing about a
+        full disk, a read-only file or a lock another process holds. The row lives in its own table."""
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS engine_probe (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                         " at INTEGER NOT NULL)")
+            conn.execute("INSERT INTO engine_probe (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE"
+                         " SET at = excluded.at", (time.time_ns() // 1000,))
+
+        await self.write(job)
+
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._pool is None:
             raise RuntimeError(f"{self.path.name}: engine is not running")
@@ -169,3 +181,20 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def read_offline(path: Path, fn: Callable[[sqlite3.Connection], T], empty: T) -> T:
+    """Read a stage's database file from another process (the CLI), read-only, whether the hub runs or not;
+    `empty` when the file or its tables do not exist yet."""
+    if not path.exists():
+        return empty
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        return fn(conn)
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return empty
+        raise
+    finally:
+        conn.close()

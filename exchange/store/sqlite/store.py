@@ -47,6 +47,9 @@ class SQLiteStore:
     async def close(self) -> None:
         await self._engine.close()
 
+    async def check_writable(self) -> None:
+        await self._engine.probe_write()
+
     def _next_added(self) -> int:
         # Monotonic even if the wall clock steps back: date_added is the key of every cursor.
         self._last_added = max(now_micros(), self._last_added + 1)
@@ -69,16 +72,13 @@ class SQLiteStore:
     def _write_envelope(self, conn: sqlite3.Connection, write: EnvelopeWrite, touched: set[str]) -> StatusRecord:
         results = list(write.status.results)
         extremes = _version_extremes(conn, write.collection_id, {r.id for r in write.records})
-        derived = write.derived or [None] * len(write.records)
-        for record, claim in zip(write.records, derived, strict=True):
+        derived = write.derived or [()] * len(write.records)
+        for record, claims in zip(write.records, derived, strict=True):
             outcome, date_added = self._insert(conn, write.collection_id, record, extremes)
             version = format_timestamp(record.version or date_added)
             message = _MESSAGES[outcome]
-            if outcome is Outcome.STORED and isinstance(claim, Claim):
-                joined, message = upsert_claim(conn, claim, touched)
-                outcome = Outcome.MERGED if joined else outcome
-            elif outcome is Outcome.STORED and isinstance(claim, SightingClaim):
-                message = upsert_sighting(conn, claim, touched)
+            if outcome is Outcome.STORED and claims:
+                outcome, message = _record_claims(conn, claims, touched)
             results.append(ObjectResult(id=record.id, version=version, outcome=outcome, message=message))
         status = StatusRecord(id=write.status.id, api_root=write.status.api_root, account=write.status.account,
                               request_timestamp=write.status.request_timestamp, total=write.status.total,
@@ -184,6 +184,21 @@ class SQLiteStore:
     async def count_objects(self, collection_id: str) -> int:
         return await self._engine.read(lambda c: c.execute(
             "SELECT count(*) FROM objects WHERE collection = ?", (collection_id,)).fetchone()[0])
+
+
+def _record_claims(conn: sqlite3.Connection, claims: tuple[Claim | SightingClaim, ...],
+                   touched: set[str]) -> tuple[Outcome, str]:
+    """Upsert what one stored object claims; a peer hub's indicator may carry several claims."""
+    outcome, messages = Outcome.STORED, []
+    for claim in claims:
+        if isinstance(claim, Claim):
+            joined, message = upsert_claim(conn, claim, touched)
+            outcome = Outcome.MERGED if joined else outcome
+        else:
+            message = upsert_sighting(conn, claim, touched)
+        messages.append(message)
+    return outcome, messages[0] if len(messages) == 1 else f"{len(messages)} relayed claims; " + "; ".join(
+        messages[:3]) + ("; ..." if len(messages) > 3 else "")
 
 
 def _status(row: tuple[str, str, str, int, int, bytes]) -> StatusRecord:

@@ -1,0 +1,1 @@
+"""Correlate: threats spreading across peers and countries become alerts, one per threat, everywhere."""

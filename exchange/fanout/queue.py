@@ -1,0 +1,385 @@
+"""The durable delivery queue (fan-out stage): one ordered queue per subscription in its own SQLite file.
+
+WAL with synchronous=FULL through the project's engine: `enqueue` returns after the commit, so nothing it
+accepted is lost on a crash. Each subscription has its own sequence (the SSE event ids) and a pending count
+kept in the same transactions as the entries, which the backlog cap reads without scanning. After a commit
+the queue tells in-process watchers (the webhook workers) and listeners (SSE connections) what it added.
+"""
+
+import asyncio
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exchange.fanout.records import ChannelKind, Delivery, DeliveryState, Outgoing, QueueStats
+from exchange.model.timestamps import now_micros
+from exchange.store.sqlite.engine import SQLiteEngine
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE streams (
+        subscription TEXT PRIMARY KEY,
+        last_seq     INTEGER NOT NULL DEFAULT 0,
+        acked_seq    INTEGER NOT NULL DEFAULT 0,
+        pending      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription    TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        channel         TEXT NOT NULL,
+        alert_id        TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        idem_key        TEXT NOT NULL,
+        body            BLOB NOT NULL,
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        queued_at       INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        settled_at      INTEGER,
+        UNIQUE (subscription, alert_id, version),
+        UNIQUE (subscription, seq)
+    );
+    CREATE INDEX deliveries_pending ON deliveries(subscription, seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_dead ON deliveries(subscription, seq) WHERE state = 'dead';
+    CREATE INDEX deliveries_settled ON deliveries(settled_at) WHERE state != 'pending';
+    """,
+)
+BACKLOG_CAP_REASON = "backlog cap"
+_COLUMNS = ("id, subscription, seq, channel, alert_id, version, idem_key, body, state, attempts, created_at,"
+            " queued_at, next_attempt_at, last_error, settled_at")
+_DAY = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    backlog_cap: int = 10_000  # pending entries per subscription; beyond, the oldest are dead-lettered
+    delivered_retention: float = 7 * _DAY  # seconds delivered entries stay: enqueue idempotency and SSE resume
+    dead_retention: float = 30 * _DAY  # seconds dead letters stay replayable
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPosition:
+    last_seq: int  # the newest sequence number given out
+    acked_seq: int  # the newest a client resumed past (SSE Last-Event-ID)
+
+
+class StreamEnded(Exception):
+    """A listener fell more than its buffer behind, or the hub is shutting down: its connection closes."""
+
+
+class Listener:
+    """Live entries of one subscription for one SSE connection, bounded: overflowing ends it (the client
+    resumes from the queue with Last-Event-ID), so a slow reader never makes the hub buffer without end."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[Delivery] = deque()
+        self._maxsize = maxsize
+        self._ready = asyncio.Event()
+        self.ended: str | None = None  # why the connection must close
+
+    def push(self, entry: Delivery) -> None:
+        if self.ended is not None:
+            return
+        if len(self._items) >= self._maxsize:
+            self.end(f"more than {self._maxsize} entries behind")
+        else:
+            self._items.append(entry)
+            self._ready.set()
+
+    def end(self, reason: str) -> None:
+        self.ended = reason
+        self._items.clear()
+        self._ready.set()
+
+    async def take(self, wait: float) -> list[Delivery]:
+        """Everything buffered, waiting up to `wait` seconds for something; [] when nothing came."""
+        if not self._items and self.ended is None:
+            try:
+                await asyncio.wait_for(self._ready.wait(), wait)
+            except TimeoutError:
+                return []
+        self._ready.clear()
+        if self.ended is not None:
+            raise StreamEnded(self.ended)
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+Watcher = Callable[[Sequence[Delivery]], None]
+
+
+class DeliveryQueue:
+    def __init__(self, path: Path, limits: QueueLimits = QueueLimits(), *,
+                 now: Callable[[], int] = now_micros) -> None:
+        self.limits = limits
+        self._engine = SQLiteEngine(path, MIGRATIONS, readers=4, synchronous="FULL", cache_mib=8)
+        self._now = now
+        self._watchers: list[Watcher] = []
+        self._listeners: dict[str, set[Listener]] = {}
+
+    async def start(self) -> None:
+        await self._engine.start()
+
+    async def close(self) -> None:
+        await self._engine.close()
+
+    # -- in-process notification (after commit) --
+
+    def watch(self, watcher: Watcher) -> Callable[[], None]:
+        """Call `watcher(entries)` after every commit that adds pending entries, in commit order; returns the
+        undo. Watchers run on the loop and must not block."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher)
+
+    @contextmanager
+    def listen(self, subscription_id: str, maxsize: int) -> Iterator[Listener]:
+        listener = Listener(maxsize)
+        self._listeners.setdefault(subscription_id, set()).add(listener)
+        try:
+            yield listener
+        finally:
+            group = self._listeners.get(subscription_id)
+            if group is not None:
+                group.discard(listener)
+                if not group:
+                    del self._listeners[subscription_id]
+
+    def end_streams(self) -> int:
+        """Close every SSE connection (call it from the app's on_shutdown: open streams would otherwise hold
+        the shutdown for its whole timeout); returns how many there were."""
+        listeners = [listener for group in self._listeners.values() for listener in group]
+        for listener in listeners:
+            listener.end("the hub is shutting down")
+        return len(listeners)
+
+    def _announce(self, entries: Sequence[Delivery]) -> None:
+        if not entries:
+            return
+        for entry in entries:
+            for listener in self._listeners.get(entry.subscription_id, ()):
+                listener.push(entry)
+        for watcher in list(self._watchers):
+            watcher(entries)
+
+    # -- writes --
+
+    async def enqueue(self, outgoing: Sequence[Outgoing]) -> list[Delivery]:
+        """Add entries, committed before this returns; the ones already queued (same subscription, alert and
+        version) are skipped. Returns the new entries that are pending."""
+        now = self._now()
+        cap = self.limits.backlog_cap
+
+        def job(conn: sqlite3.Connection) -> list[Delivery]:
+            added = [d for o in outgoing if (d := _insert(conn, o, now)) is not None]
+            evicted: set[int] = set()
+            for subscription in {d.subscription_id for d in added}:
+                evicted |= _enforce_cap(conn, subscription, cap, now)
+            return [d for d in added if d.id not in evicted]
+
+        added = await self._engine.write(job) if outgoing else []
+        self._announce(added)
+        return added
+
+    async def mark_delivered(self, delivery_id: int) -> None:
+        now = self._now()
+
+        def job(conn: sqlite3.Connection) -> None:
+            # Even from dead (the backlog cap may evict the entry a worker is sending): it did arrive.
+            if _leave_pending(conn, delivery_id, allow_dead=True) is not None:
+                conn.execute("UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = ?,"
+                             " last_error = NULL WHERE id = ?", (now, delivery_id))
+
+        await self._engine.write(job)
+
+    async def mark_retry(self, delivery_id: int, error: str, next_attempt_at: int) -> None:
+        await self._engine.write(lambda conn: conn.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ? AND state = 'pending'", (error, next_attempt_at, delivery_id)))
+
+    async def mark_dead(self, delivery_id: int, error: str) -> None:
+        now = self._now()
+
+        def job(conn: sqlite3.Connection) -> None:
+            if _leave_pending(conn, delivery_id, allow_dead=False) is not None:
+                conn.execute("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?,"
+                             " settled_at = ? WHERE id = ?", (error, now, delivery_id))
+
+        await self._engine.write(job)
+
+    async def acknowledge(self, subscription_id: str, seq: int) -> int:
+        """An SSE client resumed after `seq`: it has every entry up to there. Returns how many were pending."""
+        now = self._now()
+
+        def job(conn: sqlite3.Connection) -> int:
+            # SSE entries only: a stream mounted on a webhook subscription by mistake must not settle its queue.
+            done = conn.execute("UPDATE deliveries SET state = 'delivered', settled_at = ? WHERE subscription = ?"
+                                " AND state = 'pending' AND seq <= ? AND channel = 'sse'",
+                                (now, subscription_id, seq)).rowcount
+            conn.execute("UPDATE streams SET acked_seq = max(acked_seq, ?), pending = pending - ?"
+                         " WHERE subscription = ?", (seq, done, subscription_id))
+            return done
+
+        return await self._engine.write(job)
+
+    async def replay(self, delivery_id: int) -> Delivery | None:
+        """A dead letter back to pending, at the end of its queue (a new seq, so SSE clients get it too), with
+        a fresh retry budget. None when there is no such dead letter."""
+        return next(iter(await self._replay("id = ? AND state = 'dead'", (delivery_id,))), None)
+
+    async def replay_subscription(self, subscription_id: str) -> list[Delivery]:
+        """Every dead letter of a subscription back to pending, oldest first."""
+        return await self._replay("subscription = ? AND state = 'dead'", (subscription_id,))
+
+    async def _replay(self, where: str, params: tuple[object, ...]) -> list[Delivery]:
+        now = self._now()
+        cap = self.limits.backlog_cap
+
+        def job(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(f"SELECT id, subscription FROM deliveries WHERE {where} ORDER BY seq",
+                                params).fetchall()
+            out = []
+            for delivery_id, subscription in rows:
+                seq = _next_seq(conn, subscription)
+                row = conn.execute(
+                    "UPDATE deliveries SET state = 'pending', seq = ?, attempts = 0, queued_at = ?,"
+                    f" next_attempt_at = ?, last_error = NULL, settled_at = NULL WHERE id = ? RETURNING {_COLUMNS}",
+                    (seq, now, now, delivery_id)).fetchall()[0]
+                out.append(_delivery(row))
+            evicted: set[int] = set()
+            for subscription in {d.subscription_id for d in out}:
+                evicted |= _enforce_cap(conn, subscription, cap, now)
+            return [d for d in out if d.id not in evicted]
+
+        replayed = await self._engine.write(job)
+        self._announce(replayed)
+        return replayed
+
+    async def prune(self) -> int:
+        """Forget settled entries past their retention (call it now and then); returns how many."""
+        now = self._now()
+        delivered_before = now - int(self.limits.delivered_retention * 1e6)
+        dead_before = now - int(self.limits.dead_retention * 1e6)
+        return await self._engine.write(lambda conn: conn.execute(
+            "DELETE FROM deliveries WHERE (state = 'delivered' AND settled_at < ?) OR (state = 'dead'"
+            " AND settled_at < ?)", (delivered_before, dead_before)).rowcount)
+
+    # -- reads --
+
+    async def head(self, subscription_id: str) -> Delivery | None:
+        """The oldest pending entry: webhooks deliver in order, one at a time per subscription."""
+        rows = await self._engine.read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT 1",
+            (subscription_id,)).fetchall())
+        return _delivery(rows[0]) if rows else None
+
+    async def after(self, subscription_id: str, seq: int, limit: int) -> list[Delivery]:
+        """Entries after `seq` that are not dead, in order: what an SSE client resuming there has not seen."""
+        rows = await self._engine.read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE subscription = ? AND seq > ? AND state != 'dead'"
+            " ORDER BY seq LIMIT ?", (subscription_id, seq, limit)).fetchall())
+        return [_delivery(r) for r in rows]
+
+    async def position(self, subscription_id: str) -> StreamPosition:
+        row = await self._engine.read(lambda c: c.execute(
+            "SELECT last_seq, acked_seq FROM streams WHERE subscription = ?", (subscription_id,)).fetchone())
+        return StreamPosition(last_seq=row[0], acked_seq=row[1]) if row else StreamPosition(0, 0)
+
+    async def get(self, delivery_id: int) -> Delivery | None:
+        rows = await self._engine.read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchall())
+        return _delivery(rows[0]) if rows else None
+
+    async def entries(self, subscription_id: str, state: DeliveryState | None = None) -> list[Delivery]:
+        """A subscription's entries in order (tests, diagnostics); the queue is bounded, so is this."""
+        where, params = ("subscription = ?", (subscription_id,)) if state is None else (
+            "subscription = ? AND state = ?", (subscription_id, state.value))
+        rows = await self._engine.read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY seq", params).fetchall())
+        return [_delivery(r) for r in rows]
+
+    async def dead_letters(self, subscription_id: str | None = None, *, limit: int = 100,
+                           after_id: int = 0) -> list[Delivery]:
+        """Dead letters by id (keyset pages: pass the last id as `after_id`), of one subscription or all."""
+        where = "state = 'dead' AND id > ?" + (" AND subscription = ?" if subscription_id is not None else "")
+        params: tuple[object, ...] = (after_id, subscription_id) if subscription_id is not None else (after_id,)
+        rows = await self._engine.read(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ?", (*params, limit)).fetchall())
+        return [_delivery(r) for r in rows]
+
+    async def stats(self) -> list[QueueStats]:
+        return await self._engine.read(_stats)
+
+
+def _insert(conn: sqlite3.Connection, o: Outgoing, now: int) -> Delivery | None:
+    # One upsert, no look-before-insert: the unique key (subscription, alert, version) decides.
+    rows = conn.execute(
+        "INSERT INTO deliveries (subscription, seq, channel, alert_id, version, idem_key, body, created_at,"
+        " queued_at, next_attempt_at) VALUES (?, (SELECT coalesce(max(last_seq), 0) + 1 FROM streams"
+        " WHERE subscription = ?), ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription, alert_id, version)"
+        f" DO NOTHING RETURNING {_COLUMNS}",
+        (o.subscription_id, o.subscription_id, o.channel.value, o.alert_id, o.version, o.idempotency_key, o.body,
+         now, now, now)).fetchall()
+    if not rows:
+        return None
+    entry = _delivery(rows[0])
+    conn.execute("INSERT INTO streams (subscription, last_seq, pending) VALUES (?, ?, 1) ON CONFLICT (subscription)"
+                 " DO UPDATE SET last_seq = excluded.last_seq, pending = pending + 1", (entry.subscription_id,
+                                                                                      entry.seq))
+    return entry
+
+
+def _next_seq(conn: sqlite3.Connection, subscription: str) -> int:
+    row = conn.execute("UPDATE streams SET last_seq = last_seq + 1, pending = pending + 1 WHERE subscription = ?"
+                       " RETURNING last_seq", (subscription,)).fetchall()
+    return int(row[0][0])
+
+
+def _leave_pending(conn: sqlite3.Connection, delivery_id: int, *, allow_dead: bool) -> str | None:
+    """The entry's state if it may move on (keeping the pending count right), else None."""
+    row = conn.execute("SELECT state, subscription FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    if row is None or row[0] == DeliveryState.DELIVERED or (row[0] == DeliveryState.DEAD and not allow_dead):
+        return None
+    if row[0] == DeliveryState.PENDING:
+        conn.execute("UPDATE streams SET pending = pending - 1 WHERE subscription = ?", (row[1],))
+    return str(row[0])
+
+
+def _enforce_cap(conn: sqlite3.Connection, subscription: str, cap: int, now: int) -> set[int]:
+    """Dead-letter the oldest pending entries beyond the cap; returns their ids."""
+    pending = conn.execute("SELECT pending FROM streams WHERE subscription = ?", (subscription,)).fetchone()[0]
+    if pending <= cap:
+        return set()
+    rows = conn.execute(
+        "UPDATE deliveries SET state = 'dead', last_error = ?, settled_at = ? WHERE id IN (SELECT id FROM deliveries"
+        " WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT ?) RETURNING id",
+        (f"{BACKLOG_CAP_REASON}: more than {cap} pending", now, subscription, pending - cap)).fetchall()
+    conn.execute("UPDATE streams SET pending = pending - ? WHERE subscription = ?", (len(rows), subscription))
+    return {r[0] for r in rows}
+
+
+def _stats(conn: sqlite3.Connection) -> list[QueueStats]:
+    rows = conn.execute(
+        "SELECT s.subscription, s.pending, s.last_seq,"
+        " (SELECT count(*) FROM deliveries d WHERE d.subscription = s.subscription AND d.state = 'delivered'),"
+        " (SELECT count(*) FROM deliveries d WHERE d.subscription = s.subscription AND d.state = 'dead'),"
+        " (SELECT min(queued_at) FROM deliveries d WHERE d.subscription = s.subscription AND d.state = 'pending')"
+        " FROM streams s ORDER BY s.subscription").fetchall()
+    return [QueueStats(subscription_id=r[0], pending=r[1], last_seq=r[2], delivered=r[3], dead=r[4],
+                       oldest_pending_at=r[5]) for r in rows]
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    (id_, subscription, seq, channel, alert_id, version, key, body, state, attempts, created_at, queued_at,
+     next_attempt_at, last_error, settled_at) = row
+    return Delivery(id=id_, subscription_id=subscription, seq=seq, channel=ChannelKind(channel), alert_id=alert_id,
+                    version=version, idempotency_key=key, body=bytes(body), state=DeliveryState(state),
+                    attempts=attempts, created_at=created_at, queued_at=queued_at, next_attempt_at=next_attempt_at,
+                    last_error=last_error, settled_at=settled_at)

@@ -1,0 +1,112 @@
+"""Which subscriptions want a notice and what each member may see of it (fan-out stage, pure).
+
+TLP is decided by policy/egress.py, the one place every egress path asks: a member is a constituent
+(`Relation.MEMBER`), so CLEAR and GREEN reach it, AMBER reaches it, AMBER+STRICT never does (it is for the
+hub's own organization), TLP:RED only when the object names the member (`x_exchange_recipients`), and
+nothing above the member's `max_tlp` ever does.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from exchange.fanout.records import ChannelKind, Member, Notice, Outgoing, Subscription
+from exchange.fanout.signing import bundle_id, idempotency_key
+from exchange.model.timestamps import format_timestamp, parse_timestamp
+from exchange.policy.egress import Recipient, Relation, may_receive, named_recipients, object_tlp
+from exchange.policy.tlp import Tlp
+
+QUEUED_CHANNELS = frozenset({ChannelKind.WEBHOOK, ChannelKind.SSE})  # TAXII reads the collection instead
+_REF_LISTS = ("object_refs",)  # report and grouping (STIX 2.1 sections 4.9, 4.14): the alert's members
+
+
+def matches(subscription: Subscription, notice: Notice) -> bool:
+    """The subscription's filters accept the notice (TLP is not a filter: see view_for)."""
+    f = subscription.filters
+    if notice.level < f.min_level:
+        return False
+    if f.indicator_types and f.indicator_types.isdisjoint(notice.indicator_types):
+        return False
+    # Families come normalized from correlate's alias table; case still differs between galaxies and configs.
+    if f.families and {x.casefold() for x in f.families}.isdisjoint(x.casefold() for x in notice.families):
+        return False
+    return not (f.countries and {c.upper() for c in f.countries}.isdisjoint(c.upper() for c in notice.countries))
+
+
+def recipient_of(member: Member) -> Recipient:
+    return Recipient(name=member.account, relation=Relation.MEMBER, max_tlp=member.max_tlp,
+                     aliases=frozenset({member.name}))
+
+
+def view_for(member: Member, notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> list[dict[str, Any]] | None:
+    """The bundle objects `member` may receive, or None when it may not receive the alert itself.
+
+    The alert is the reason for the delivery, so without it nothing is sent, not even indicators the member
+    could see. Indicators are judged by their own markings (unmarked: `default_tlp`). The member's copy of
+    the alert lists only the refs it can follow: a canonical indicator's id is derived from its pattern
+    (normalize/ids.py), so a withheld id would let a member confirm a guessed value. An alert with no ref
+    left would be an invalid report (object_refs needs one entry) and says nothing: None as well.
+    """
+    recipient = recipient_of(member)
+    alert = next((o for o in notice.objects if o.get("id") == notice.alert_id), None)
+    if alert is None or not may_receive(recipient, notice.tlp, named_recipients(alert)):
+        return None
+    kept: list[dict[str, Any]] = []
+    withheld: set[str] = set()
+    for obj in notice.objects:
+        if obj is alert:
+            continue
+        if may_receive(recipient, object_tlp(obj, default_tlp), named_recipients(obj)):
+            kept.append(obj)
+        else:
+            withheld.add(str(obj.get("id")))
+    if withheld:
+        redacted = _without_refs(alert, withheld)
+        if redacted is None:
+            return None
+        alert = redacted
+    return [alert, *kept]
+
+
+def _without_refs(alert: dict[str, Any], withheld: set[str]) -> dict[str, Any] | None:
+    copy = dict(alert)
+    for prop in _REF_LISTS:
+        refs = alert.get(prop)
+        if isinstance(refs, list):
+            left = [r for r in refs if r not in withheld]
+            if not left:
+                return None
+            copy[prop] = left
+    return copy
+
+
+def taxii_view(member: Member, notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> list[dict[str, Any]] | None:
+    """What the member sees of the notice in the TAXII `alerts` collection: its view when one of its TAXII
+    subscriptions matches, else None (a member without a TAXII subscription sees nothing there)."""
+    wanted = any(s.channel.kind is ChannelKind.TAXII and matches(s, notice) for s in member.subscriptions)
+    return view_for(member, notice, default_tlp) if wanted else None
+
+
+def plan(members: Iterable[Member], notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> list[Outgoing]:
+    """One Outgoing per queued (webhook, SSE) subscription that matches and whose member may see the alert."""
+    version = format_timestamp(parse_timestamp(notice.version))  # one text per instant: ".000Z" == "Z"
+    out: list[Outgoing] = []
+    for member in members:
+        subs = [s for s in member.subscriptions if s.channel.kind in QUEUED_CHANNELS and matches(s, notice)]
+        if not subs:
+            continue
+        objects = view_for(member, notice, default_tlp)
+        if objects is None:
+            continue
+        for sub in subs:
+            key = idempotency_key(sub.id, notice.alert_id, version)
+            out.append(Outgoing(subscription_id=sub.id, channel=sub.channel.kind, alert_id=notice.alert_id,
+                                version=version, idempotency_key=key, body=bundle_body(key, objects)))
+    return out
+
+
+def bundle_body(key: str, objects: list[dict[str, Any]]) -> bytes:
+    """The STIX 2.1 bundle (section 8; bundles carry no spec_version). orjson writes no newline, which SSE
+    needs: a `data:` line ends at the first one."""
+    return orjson.dumps({"type": "bundle", "id": bundle_id(key), "objects": objects})
