@@ -44,9 +44,10 @@ class Link:
     interval: float = 0.2
 
 
-def mesh_config(directory: Path, hub: MeshHub, links: list[Link], *, audience: str = "green") -> Path:
-    """A hub config whose every linked hub is a [[peers]] entry and has a peer account here (kind = peer)."""
-    extra = ""
+def mesh_config(directory: Path, hub: MeshHub, links: list[Link], *, audience: str = "green", extra: str = "",
+                alerts_collection: str | None = None) -> Path:
+    """A hub config whose every linked hub is a [[peers]] entry and has a peer account here (kind = peer);
+    `extra` TOML (accounts, [alerts], [[members]]) is appended, `alerts_collection` goes into [hub]."""
     for link in links:
         other = link.other
         extra += peer_block(
@@ -60,7 +61,8 @@ def mesh_config(directory: Path, hub: MeshHub, links: list[Link], *, audience: s
     path = hub_config(directory, extra)
     text = path.read_text().replace('identity_name = "Test CERT"', f'identity_name = "{hub.name}"')
     text = text.replace('canonical_collection = "canonical"',
-                        f'canonical_collection = "canonical"\ncanonical_audience = "{audience}"')
+                        f'canonical_collection = "canonical"\ncanonical_audience = "{audience}"'
+                        + (f'\nalerts_collection = "{alerts_collection}"' if alerts_collection else ""))
     path.write_text(text)
     return path
 
