@@ -25,7 +25,7 @@ from exchange.fanout.push import Pusher, PushLog, push_targets, run_pushers
 from exchange.fanout.queue import DeliveryQueue
 from exchange.fanout.records import Member
 from exchange.fanout.routes import ALERTING, Alerting, add_alerting_routes
-from exchange.fanout.webhooks import WebhookDispatcher
+from exchange.fanout.webhooks import RetryPolicy, WebhookDispatcher
 from exchange.ingest.journal import Journal
 from exchange.ingest.peers import PeerHealth, peer_credentials, peer_health
 from exchange.ingest.poller import Backlog, Poller, pull_targets, run_pollers
@@ -193,7 +193,9 @@ async def peer_pollers(app: web.Application, credentials: Mapping[str, Credentia
                                        ssl_context=peer_tls.get(target.peer.id)),
                    svc.store, push_log, svc.audit, canonical_collection=canonical,
                    default_tlp=settings.hub.default_tlp, rng=rng)
-            for target in push_targets(settings.peers, settings.peer_recipient)) if canonical is not None else ()
+            for target in push_targets(settings.peers, settings.peer_recipient,
+                                       tuple(filter(None, [settings.hub.alerts_collection])))
+        ) if canonical is not None else ()
         app[PEERING] = Peering(settings=settings, journal=svc.journal, pollers=pollers, pushers=pushers)
         tasks = [asyncio.create_task(run_pollers(list(pollers)), name="peer-pollers"),
                  asyncio.create_task(run_pushers(list(pushers)), name="peer-pushers")]
@@ -224,8 +226,13 @@ async def alerting_ctx(app: web.Application, members: tuple[Member, ...]) -> Asy
         alerter = Alerter(AlertingSettings(
             hub=HubIdentity(hub.identity_name), canonical_collection=hub.canonical_collection,
             alerts_collection=hub.alerts_collection, rules=settings.alert_rules, audience=hub.canonical_audience,
-            default_tlp=hub.default_tlp, sweep_interval=hub.alert_sweep_interval), svc.store, book, queue, members)
-        dispatcher = WebhookDispatcher(queue, [s for m in members for s in m.subscriptions])
+            default_tlp=hub.default_tlp, sweep_interval=hub.alert_sweep_interval,
+            intake_collections=tuple(c.id for r in settings.api_roots for c in r.collections
+                                     if c.id not in (hub.canonical_collection, hub.alerts_collection)),
+            peer_hubs=frozenset(p.identity for p in settings.peers if p.identity)),
+            svc.store, book, queue, members)
+        dispatcher = WebhookDispatcher(queue, [s for m in members for s in m.subscriptions],
+                                       policy=RetryPolicy(base=hub.webhook_retry_base, cap=hub.webhook_retry_cap))
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
         app[ALERTING] = Alerting(alerter=alerter, book=book, queue=queue, members=members)

@@ -72,6 +72,8 @@ class HubSettings:
     tls: TlsSettings | None = None
     alerts_collection: str | None = None  # resolved to a collection id; None: no alerts are raised
     alert_sweep_interval: float = 60.0
+    webhook_retry_base: float = 2.0  # seconds; see fanout/webhooks.py RetryPolicy
+    webhook_retry_cap: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)

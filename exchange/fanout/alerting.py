@@ -20,13 +20,14 @@ from typing import Any
 import msgpack
 import orjson
 
-from exchange.correlate.alert_stix import alert_object, parse_alert
+from exchange.correlate.alert_stix import ALERT_EXTENSION, alert_object, parse_alert
 from exchange.correlate.alerts import Alert, recompute
 from exchange.correlate.canonical import observations_from_canonical
 from exchange.correlate.families import FamilyIndex
 from exchange.correlate.rules import AlertRules
 from exchange.correlate.spread import SpreadState, keys_to_load, state_from_wire, state_to_wire, update
 from exchange.dedup.merge import HubIdentity
+from exchange.errors import InvalidObject
 from exchange.fanout.publish import publish
 from exchange.fanout.queue import DeliveryQueue
 from exchange.fanout.records import Member, Notice
@@ -51,7 +52,7 @@ MIGRATIONS: tuple[str, ...] = (
         body       BLOB NOT NULL
     );
     CREATE INDEX alerts_by_status ON alerts(status);
-    CREATE TABLE progress (id INTEGER PRIMARY KEY CHECK (id = 1), cursor INTEGER NOT NULL);
+    CREATE TABLE progress (collection TEXT PRIMARY KEY, cursor INTEGER NOT NULL);
     """,
 )
 
@@ -80,8 +81,10 @@ class AlertBook:
     async def close(self) -> None:
         await self._engine.close()
 
-    async def cursor(self) -> int:
-        row = await self._engine.read(lambda c: c.execute("SELECT cursor FROM progress WHERE id = 1").fetchone())
+    async def cursor(self, collection: str) -> int:
+        """How far the intake has read `collection` (our date_added)."""
+        row = await self._engine.read(lambda c: c.execute(
+            "SELECT cursor FROM progress WHERE collection = ?", (collection,)).fetchone())
         return int(row[0]) if row else 0
 
     async def states(self, keys: Iterable[str]) -> dict[str, SpreadState]:
@@ -107,7 +110,7 @@ class AlertBook:
         return await self._engine.read(run)
 
     async def save(self, states: Iterable[SpreadState], alerts: Sequence[tuple[Alert, dict[str, Any]]],
-                   cursor: int | None) -> None:
+                   cursor: tuple[str, int] | None) -> None:
         rows = [(s.key, msgpack.packb(state_to_wire(s))) for s in states]
 
         def job(conn: sqlite3.Connection) -> None:
@@ -119,8 +122,8 @@ class AlertBook:
                 " modified = excluded.modified, body = excluded.body",
                 [(a.threat_key, a.id, a.level, a.status.value, a.modified, orjson.dumps(o)) for a, o in alerts])
             if cursor is not None:
-                conn.execute("INSERT INTO progress (id, cursor) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET"
-                             " cursor = max(cursor, excluded.cursor)", (cursor,))
+                conn.execute("INSERT INTO progress (collection, cursor) VALUES (?, ?) ON CONFLICT (collection)"
+                             " DO UPDATE SET cursor = max(cursor, excluded.cursor)", cursor)
 
         await self._engine.write(job)
 
@@ -156,6 +159,10 @@ class AlertingSettings:
     audience: Tlp  # of the canonical collection: what the alerts may be built from
     default_tlp: Tlp
     sweep_interval: float = 60.0
+    # Where peer hubs' alerts land (the collections pulled into or pushed to) and whose alerts count: the
+    # identity ids of configured peer hubs. An alert from anyone else is kept verbatim and not merged.
+    intake_collections: tuple[str, ...] = ()
+    peer_hubs: frozenset[str] = frozenset()
 
 
 class Alerter:
@@ -207,25 +214,45 @@ class Alerter:
                 self._idle.set()
 
     async def step(self) -> bool:
-        """One batch of canonical objects; returns whether there may be more."""
-        cursor = await self._book.cursor()
+        """One batch of canonical indicators, then of peer hubs' alerts; returns whether there may be more."""
+        canonical = self._s.canonical_collection
+        cursor = await self._book.cursor(canonical)
         page = await self._store.query_objects(ObjectQuery(
-            collection_id=self._s.canonical_collection, limit=BATCH, after_key=cursor or None,
+            collection_id=canonical, limit=BATCH, after_key=cursor or None,
             types=("indicator",), version_matches=(VersionMatch.ALL,)))
-        if not page.items:
-            return False
-        observations = [o for item in page.items
-                        for o in observations_from_canonical(orjson.loads(item.body), self._s.hub.id)]
-        await self._apply(observations, page.items[-1].date_added)
-        return page.more
+        more = page.more
+        if page.items:
+            observations = [o for item in page.items
+                            for o in observations_from_canonical(orjson.loads(item.body), self._s.hub.id)]
+            await self._apply(observations, (), (canonical, page.items[-1].date_added))
+        for collection in self._s.intake_collections:
+            cursor = await self._book.cursor(collection)
+            page = await self._store.query_objects(ObjectQuery(
+                collection_id=collection, limit=BATCH, after_key=cursor or None, types=("grouping",),
+                version_matches=(VersionMatch.ALL,)))
+            if page.items:
+                remote = [a.spread for a in (self._peer_alert(orjson.loads(i.body)) for i in page.items) if a]
+                await self._apply([], remote, (collection, page.items[-1].date_added))
+                more = more or page.more
+        return more
 
-    async def _apply(self, observations: list[Any], cursor: int) -> None:
+    def _peer_alert(self, obj: dict[str, Any]) -> Alert | None:
+        """A peer hub's alert, to merge its spread (countries and reporters unioned, never counted twice)."""
+        if obj.get("created_by_ref") not in self._s.peer_hubs or ALERT_EXTENSION not in (obj.get("extensions") or {}):
+            return None
+        try:
+            return parse_alert(obj, default_tlp=self._s.default_tlp)
+        except InvalidObject as exc:
+            log.warning("alert %s from %s not merged: %s", obj.get("id"), obj.get("created_by_ref"), exc)
+            return None
+
+    async def _apply(self, observations: list[Any], remote: Sequence[SpreadState], cursor: tuple[str, int]) -> None:
         admission = self._s.rules.admission(audience=self._s.audience)
-        keys = keys_to_load(observations, families=self._families)
+        keys = keys_to_load(observations, remote, families=self._families)
         states = await self._book.states(keys)
-        more = keys_to_load(observations, families=self._families, loaded=states) - keys
+        more = keys_to_load(observations, remote, families=self._families, loaded=states) - keys
         states |= await self._book.states(more)
-        changed = update(states, observations, admission, self._families)
+        changed = update(states, observations, admission, self._families, remote=remote)
         now = self._now()
         previous = {r.threat_key: parse_alert(r.body, default_tlp=self._s.default_tlp)
                     for r in await self._book.alerts(changed)}

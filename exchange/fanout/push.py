@@ -36,7 +36,7 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE push_cursor (
         peer            TEXT NOT NULL,
-        collection      TEXT NOT NULL,
+        collection      TEXT NOT NULL,  -- the peer's, pushed to; "<ours>-><theirs>" for other than canonical
         cursor          INTEGER NOT NULL DEFAULT 0,
         objects_pushed  INTEGER NOT NULL DEFAULT 0,
         objects_refused INTEGER NOT NULL DEFAULT 0,
@@ -110,7 +110,8 @@ def read_push_states(path: Path) -> list[PushState]:
 def push_health(peers: tuple[PeerSettings, ...], path: Path) -> list[PushState]:
     """Every configured (peer, push collection), with its persisted row or as never pushed."""
     rows = {(r.peer, r.collection): r for r in read_push_states(path)}
-    return [rows.get((p.id, c)) or PushState(peer=p.id, collection=c) for p in peers for c in p.push]
+    listed = [rows.get((p.id, c)) or PushState(peer=p.id, collection=c) for p in peers for c in p.push]
+    return listed + [r for r in rows.values() if "->" in r.collection]
 
 
 def format_push_health(states: list[PushState], now: int) -> str:
@@ -134,10 +135,16 @@ class PushTarget:
     peer: PeerSettings
     collection: str  # the peer's collection id
     recipient: Recipient  # the peer as egress sees it: its agreement
+    source: str | None = None  # our collection pushed from; None: the canonical collection
 
     @property
     def name(self) -> str:
         return f"{self.peer.id}/{self.collection}"
+
+    @property
+    def key(self) -> str:
+        """The push log's name for this target: one cursor per (peer collection, our collection)."""
+        return self.collection if self.source is None else f"{self.source}->{self.collection}"
 
 
 def refused(status: dict[str, Any]) -> list[str]:
@@ -198,7 +205,7 @@ class Pusher:
             kind = "unauthorized: " if isinstance(exc, Unauthorized) else ""
             log.warning("push %s: %s%s (next try in %.1fs)", self.target.name, kind, exc, delay)
             with contextlib.suppress(Exception):  # health is best effort; the backoff still applies
-                await self._log.fail(peer.id, self.target.collection, f"{kind}{exc}", self._now())
+                await self._log.fail(peer.id, self.target.key, f"{kind}{exc}", self._now())
             return delay
 
     async def _collection_url(self) -> str:
@@ -210,12 +217,13 @@ class Pusher:
 
     async def push_round(self) -> int:
         """Push everything added since the cursor, batch by batch; returns the objects sent."""
-        peer, collection = self.target.peer, self.target.collection
+        peer, collection = self.target.peer, self.target.key
+        source = self.target.source or self._collection
         state = await self._log.state(peer.id, collection)
         cursor, sent = state.cursor, 0
         while True:
             page = await self._store.query_objects(ObjectQuery(
-                collection_id=self._collection, limit=peer.push_batch, after_key=cursor or None,
+                collection_id=source, limit=peer.push_batch, after_key=cursor or None,
                 version_matches=(VersionMatch.ALL,)))
             if not page.items:
                 return sent
@@ -228,7 +236,7 @@ class Pusher:
                 if failures:
                     log.warning("push %s: the peer refused %d object(s): %s", self.target.name, len(failures),
                                 "; ".join(failures[:3]))
-                await self._audit.append(AuditEntry(AuditKind.OBJECTS_SERVED, peer.account, self._collection, {
+                await self._audit.append(AuditEntry(AuditKind.OBJECTS_SERVED, peer.account, source, {
                     "pushed_to": await self._collection_url(), "status_id": status.get("id"),
                     "objects": [[v["id"], v.get("modified", "")] for v in views], "refused": failures[:20]}))
             cursor = page.items[-1].date_added
@@ -239,8 +247,12 @@ class Pusher:
                 return sent
 
 
-def push_targets(peers: tuple[PeerSettings, ...], recipient: Callable[[PeerSettings], Recipient]) -> list[PushTarget]:
-    return [PushTarget(peer=p, collection=c, recipient=recipient(p)) for p in peers for c in p.push]
+def push_targets(peers: tuple[PeerSettings, ...], recipient: Callable[[PeerSettings], Recipient],
+                 also: tuple[str, ...] = ()) -> list[PushTarget]:
+    """Every (peer, push collection), for the canonical collection and each of our collections in `also`
+    (the alerts collection: peer hubs merge our alerts with theirs)."""
+    return [PushTarget(peer=p, collection=c, recipient=recipient(p), source=s)
+            for p in peers for c in p.push for s in (None, *also)]
 
 
 async def run_pushers(pushers: list[Pusher]) -> None:

@@ -215,3 +215,51 @@ def read_events(url: str, auth: tuple[str, str], *, want: int, last: str | None 
             if time.monotonic() > deadline:
                 break
     return events
+
+
+def test_alerts_from_peer_hubs_merge_with_local_ones(tmp_path: Path, receiver: Receiver) -> None:
+    """A peer hub's alert on the same threat adds its countries and reporters once: reposting it changes nothing."""
+    from exchange.correlate.alert_stix import alert_object
+    from exchange.correlate.alerts import Alert, AlertReason, AlertStatus
+    from exchange.correlate.spread import Admission, empty, observe
+    from exchange.correlate.threats import Observation
+    from exchange.dedup.merge import HubIdentity
+    from exchange.normalize.ids import indicator_id
+    from exchange.normalize.patterns import canonical_pattern
+
+    peer = HubIdentity("CERT-PEER")
+    config = alerting_config(tmp_path, receiver.url)
+    text = config.read_text().replace('levels = [{ name = "large-scale", countries = 2 }, '
+                                      '{ name = "widespread", countries = 3 }]',
+                                      'levels = [{ name = "large-scale", countries = 3 }]')
+    config.write_text(text + f"""
+[[peers]]
+id = "cert-peer"
+name = "CERT-PEER"
+country = "NL"
+api_root = "http://127.0.0.1:9/api/"
+identity = "{peer.id}"
+""")
+    pattern = "[domain-name:value = 'spreading.example']"
+    target = indicator_id(canonical_pattern(pattern))
+    now = now_micros()
+    reports = [Observation(indicator_id=target, source=f"{who}@{peer.id}", country=country, time=now - 120_000_000,
+                           tlp=Tlp.GREEN) for who, country in (("cert-de", "DE"), ("cert-pl", "PL"))]
+    spread = observe(empty(f"indicator:{target}"), reports, Admission())
+    theirs = alert_object(Alert(threat_key=f"indicator:{target}", level=1, level_name="large-scale",
+                                status=AlertStatus.OPEN, reason=AlertReason.THRESHOLD, created=now, modified=now,
+                                spread=spread), peer)
+    with serve_in_thread(config, env={"BANK_SECRET": SECRET}) as hub:
+        post(hub, "alice", [indicator(1, pattern)])  # France, locally: one country, no alert yet
+        assert alerts_seen(hub, "alice") == []
+        post(hub, "alice", [theirs])  # the peer hub's alert arrives (pulled or pushed into the inbox)
+        wait_for(lambda: alerts_seen(hub, "alice"), within=20, what="the merged alert")
+        [ours] = alerts_seen(hub, "alice")
+        ext = ours["extensions"]["extension-definition--dce24f9a-9bf0-43c2-894a-3b8570a32d7e"]
+        assert ours["id"] == theirs["id"]  # one alert per threat, on every hub
+        assert (ext["countries"], ext["source_count"]) == (["DE", "FR", "PL"], 3)
+        again = {**theirs, "modified": format_timestamp(now + 1000)}  # a newer version, nothing new in it
+        post(hub, "alice", [again])
+        time.sleep(0.5)
+        hub.call(lambda s: s.processor.wait_idle())
+        assert len(alerts_seen(hub, "alice")) == 1  # no new version: countries and reporters were not recounted
