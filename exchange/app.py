@@ -32,6 +32,7 @@ from exchange.ingest.poller import Backlog, Poller, pull_targets, run_pollers
 from exchange.ingest.processor import ClaimPolicy, Processor, run_processor
 from exchange.model.timestamps import now_micros
 from exchange.observe.endpoints import add_observe_routes
+from exchange.observe.metrics import METRICS, HubMetrics
 from exchange.store.base import MergePolicy, StatusRecord, Store
 from exchange.taxii.auth import Authenticator
 from exchange.taxii.client import Credentials, TaxiiClient
@@ -233,6 +234,9 @@ async def alerting_ctx(app: web.Application, members: tuple[Member, ...]) -> Asy
             svc.store, book, queue, members)
         dispatcher = WebhookDispatcher(queue, [s for m in members for s in m.subscriptions],
                                        policy=RetryPolicy(base=hub.webhook_retry_base, cap=hub.webhook_retry_cap))
+        metrics = app[METRICS]
+        alerter.on_alert = lambda alert: metrics.alerts.labels(level=alert.level_name).inc()
+        dispatcher.outcome = lambda sub, outcome: count_delivery(metrics, sub, outcome)
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
         app[ALERTING] = Alerting(alerter=alerter, book=book, queue=queue, members=members)
@@ -244,6 +248,15 @@ async def alerting_ctx(app: web.Application, members: tuple[Member, ...]) -> Asy
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def count_delivery(metrics: HubMetrics, subscription: str, outcome: str) -> None:
+    metrics.delivery_attempts.labels(subscriber=subscription).inc()
+    if outcome == "failed":
+        metrics.delivery_failures.labels(subscriber=subscription).inc()
+    elif outcome == "dead":
+        metrics.delivery_failures.labels(subscriber=subscription).inc()
+        metrics.dead_letters.labels(subscriber=subscription).inc()
 
 
 async def end_streams(app: web.Application) -> None:

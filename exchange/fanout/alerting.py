@@ -181,6 +181,7 @@ class Alerter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self.published = 0  # alert versions published since start (metrics, demo)
+        self.on_alert: Callable[[Alert], None] = lambda alert: None  # metrics: told every published version
 
     def wake(self, *_: Any) -> None:
         self._idle.clear()
@@ -283,6 +284,7 @@ class Alerter:
             return []
         await self._store.install(self._s.alerts_collection, [o for _, o in out])
         for alert, obj in out:
+            self.on_alert(alert)
             log.info("alert %s %s level=%d countries=%s", alert.id, alert.status.value, alert.level,
                      ",".join(sorted(alert.spread.countries)),
                      extra={"alert": alert.id, "threat": alert.threat_key, "level": alert.level})

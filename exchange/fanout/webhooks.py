@@ -105,6 +105,7 @@ class _Worker:
         self._policy = policy
         self._now = now
         self._rng = rng
+        self.outcome: Callable[[str, str], None] = _ignore  # (subscription, delivered|failed|dead): metrics
         self._poke = asyncio.Event()
         self.idle = asyncio.Event()  # set when the queue had nothing pending at the last look
         self._generation = 0  # bumped by every wake: an idle verdict from an older look does not count
@@ -169,6 +170,7 @@ class _Worker:
         error = await post_delivery(self._session, self.channel, entry, timestamp=now // 1_000_000)
         if error is None:
             await self._queue.mark_delivered(entry.id)
+            self.outcome(self.sub.id, "delivered")
             self._settled(entry)
             return 0.0
         self._forget()  # the entry stays at the head of the file with a new schedule: read it from there
@@ -178,8 +180,10 @@ class _Worker:
             log.warning("webhook %s: delivery %d dead after %d attempts: %s", self.sub.id, entry.id,
                         entry.attempts + 1, error)
             await self._queue.mark_dead(entry.id, f"gave up after {entry.attempts + 1} attempts: {error}")
+            self.outcome(self.sub.id, "dead")
             return 0.0
         await self._queue.mark_retry(entry.id, error, retry_at)
+        self.outcome(self.sub.id, "failed")
         return (retry_at - now) / 1e6
 
     async def _read_head(self) -> Delivery | None:
@@ -211,6 +215,7 @@ class WebhookDispatcher:
                  rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
         self._queue = queue
         self._subs = _webhooks(subscriptions)
+        self.outcome: Callable[[str, str], None] = _ignore  # set before start(): told every attempt's outcome
         self._policy = policy
         self._now = now
         self._rng = rng or random.Random()
@@ -297,8 +302,13 @@ class WebhookDispatcher:
     def _spawn(self, sub: Subscription) -> None:
         assert self._group is not None and self._session is not None and isinstance(sub.channel, WebhookChannel)
         worker = _Worker(sub, sub.channel, self._queue, self._session, self._policy, self._now, self._rng)
+        worker.outcome = self.outcome
         task = self._group.create_task(worker.run(), name=f"webhook:{sub.id}")
         self._workers[sub.id] = (worker, task)
+
+
+def _ignore(subscription: str, outcome: str) -> None:
+    pass
 
 
 def _webhooks(subscriptions: Iterable[Subscription]) -> dict[str, Subscription]:

@@ -188,6 +188,10 @@ def test_a_threat_spreading_across_countries_raises_one_alert_delivered_to_membe
         assert (row["id"], row["level"], row["countries"]) == (FAMILY_ALERT, 2, ["DE", "FR", "PL"])
         assert requests.get(f"{hub.base}/admin/alerts", auth=("greenorg", PASSWORDS["greenorg"]),
                             timeout=5).status_code == 403
+        metrics = requests.get(f"{hub.base}/metrics", timeout=5).text
+        assert 'exchange_alerts_total{level="large-scale"} 1.0' in metrics
+        assert 'exchange_alerts_total{level="widespread"} 1.0' in metrics
+        assert 'exchange_delivery_attempts_total{subscriber="bank-hook"} 2.0' in metrics
     capsys.readouterr()
     assert main(["alerts", "--config", str(config), "--json"]) == 0
     [listed] = orjson.loads(capsys.readouterr().out)
