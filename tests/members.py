@@ -122,7 +122,8 @@ class SseReader:
                 self._response = response
                 self._connected.set()
                 current: dict[str, str] = {}
-                for line in response.iter_lines(decode_unicode=True):
+                for raw in response.iter_lines():
+                    line = raw.decode()
                     if line == "" and current:
                         if "data" in current:  # not a bare `retry:` hint
                             self.events.append(current)

@@ -23,3 +23,21 @@ def test_bench_pipeline_quick_prints_its_figures(tmp_path: Path) -> None:
     assert doc["hub"]["median"] > 0 and doc["baseline"]["median"] > 0 and doc["durable"]["median"] > 0
     assert doc["ratio"]["of_medians"] == doc["hub"]["median"] / doc["baseline"]["median"]
     assert doc["problems"] == []
+
+
+def test_bench_fanout_smoke_delivers_every_alert_and_prints_its_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_fanout.py"), "--smoke", "--receivers", "2", "--json", str(out)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for figure in ("machine:", "cold round", "p50", "p99", "last subscriber", "alert versions", "deliveries/s",
+                   "target: p99 < 250 ms"):
+        assert figure in proc.stdout, f"{figure!r} missing from:\n{proc.stdout}"
+    doc = json.loads(out.read_text())
+    assert doc["problems"] == []  # every subscriber got each alert once, signed
+    assert doc["settings"]["subscribers"] == 20 and len(doc["latency"]["p99"]["runs"]) == 2
+    latency = doc["latency"]
+    assert 0 < latency["p50"]["median"] <= latency["p99"]["median"] <= latency["last"]["median"]
+    assert doc["throughput"]["alert_versions"]["median"] > 0

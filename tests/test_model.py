@@ -135,6 +135,12 @@ def test_custom_types_spec_2_0_and_upper_case_uuids_are_accepted() -> None:
     assert read_record(sdo(spec_version="2.0")).spec_version == "2.0"
 
 
+def test_an_sdo_without_spec_version_is_stix_2_0() -> None:
+    """STIX 2.0 objects carry no spec_version (only 2.0 bundles do): medallion serves them so, and they were
+    rejected as invalid 2.1 until `exchange demo` pulled a 2.0 report from medallion."""
+    assert read_record(sdo(spec_version=None)).spec_version == "2.0"
+
+
 @pytest.mark.parametrize(("obj", "problem"), [
     ("a string", "not a JSON object but str"),
     (42, "not a JSON object but int"),
@@ -151,7 +157,7 @@ def test_custom_types_spec_2_0_and_upper_case_uuids_are_accepted() -> None:
     (sdo(id="indicator--not-a-uuid"), "invalid 'id'"),
     (sdo(id="indicator-8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"), "invalid 'id'"),
     (sdo(id="malware--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f"), "does not start with its type"),
-    (sdo(spec_version=None), "missing required property 'spec_version'"),
+    (sdo(spec_version=None, created=None, modified=None), "missing required property 'spec_version'"),
     (sdo(spec_version="3.0"), "unsupported 'spec_version'"),
     (sdo(spec_version=2.1), "unsupported 'spec_version'"),
     (sdo(created="yesterday", modified=None), "invalid 'created'"),

@@ -31,6 +31,10 @@ from exchange.taxii.client import TaxiiClient, TaxiiClientError, Unauthorized
 
 log = logging.getLogger(__name__)
 BACKOFF_CAP = 300.0
+# Extension definitions (STIX 2.1 section 7.3) are static: they ship in schemas/ and the collections that use them
+# serve them. They are not pushed: medallion 3.0.0 reads their `version` property ("1.0.0") as a manifest
+# timestamp, and one such object makes every read of its collection fail (HTTP 500) for all its clients.
+NOT_PUSHED = frozenset({"extension-definition"})
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -147,13 +151,19 @@ class PushTarget:
         return self.collection if self.source is None else f"{self.source}->{self.collection}"
 
 
+# medallion 3.0.0's memory backend answers an existing id and version with exactly this (its only per-object
+# failure); its MongoDB backend says "... an identical entry already exists ...".
+_MEDALLION_DUPLICATE = "unable to process object"
+
+
 def refused(status: dict[str, Any]) -> list[str]:
     """Per-object failures in a TAXII status (section 4.3.1) that are not "already there": medallion counts
     a duplicate as a failure, and a duplicate is what a resend after a crash produces."""
     out = []
     for entry in status.get("failures") or []:
         message = str(entry.get("message", "")) if isinstance(entry, dict) else str(entry)
-        if "already" in message.lower() or "duplicate" in message.lower():
+        lowered = message.lower()
+        if "already" in lowered or "duplicate" in lowered or lowered.strip() == _MEDALLION_DUPLICATE:
             continue
         out.append(f"{entry.get('id', '?') if isinstance(entry, dict) else '?'}: {message}"[:300])
     return out
@@ -228,7 +238,7 @@ class Pusher:
             if not page.items:
                 return sent
             views = [v for v in (view_for(self.target.recipient, orjson.loads(i.body), self._default_tlp)
-                                 for i in page.items) if v is not None]
+                                 for i in page.items) if v is not None and v.get("type") not in NOT_PUSHED]
             failures: list[str] = []
             if views:
                 status = await self._client.add_objects(await self._collection_url(), views)

@@ -11,7 +11,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +116,24 @@ class Listener:
 Watcher = Callable[[Sequence[Delivery]], None]
 
 
+@dataclass(slots=True)
+class _Marks:
+    """Delivered marks that share one write, and its outcome."""
+
+    done: asyncio.Future[None]
+    ids: list[int] = field(default_factory=list)
+
+    def settle(self, write: asyncio.Task[None]) -> None:
+        if self.done.done():
+            return
+        if write.cancelled():
+            self.done.cancel()
+        elif (error := write.exception()) is not None:
+            self.done.set_exception(error)
+        else:
+            self.done.set_result(None)
+
+
 class DeliveryQueue:
     def __init__(self, path: Path, limits: QueueLimits = QueueLimits(), *,
                  now: Callable[[], int] = now_micros) -> None:
@@ -124,11 +142,15 @@ class DeliveryQueue:
         self._now = now
         self._watchers: list[Watcher] = []
         self._listeners: dict[str, set[Listener]] = {}
+        self._marks: _Marks | None = None  # delivered marks gathering in this turn of the loop
+        self._writing: set[asyncio.Task[None]] = set()  # their writes, owned here until committed
 
     async def start(self) -> None:
         await self._engine.start()
 
     async def close(self) -> None:
+        if self._writing:
+            await asyncio.wait(set(self._writing))
         await self._engine.close()
 
     # -- in-process notification (after commit) --
@@ -178,9 +200,15 @@ class DeliveryQueue:
         cap = self.limits.backlog_cap
 
         def job(conn: sqlite3.Connection) -> list[Delivery]:
-            added = [d for o in outgoing if (d := _insert(conn, o, now)) is not None]
+            added: list[Delivery] = []
+            over: set[str] = set()  # subscriptions past the cap: only these pay for a look at their backlog
+            for o in outgoing:
+                if (found := _insert(conn, o, now)) is not None:
+                    added.append(found[0])
+                    if found[1] > cap:
+                        over.add(o.subscription_id)
             evicted: set[int] = set()
-            for subscription in {d.subscription_id for d in added}:
+            for subscription in over:
                 evicted |= _enforce_cap(conn, subscription, cap, now)
             return [d for d in added if d.id not in evicted]
 
@@ -189,15 +217,27 @@ class DeliveryQueue:
         return added
 
     async def mark_delivered(self, delivery_id: int) -> None:
-        now = self._now()
+        """Settle an entry its receiver took, even a dead one (the backlog cap may evict the entry a worker is
+        sending: it did arrive); returns once that is committed.
 
-        def job(conn: sqlite3.Connection) -> None:
-            # Even from dead (the backlog cap may evict the entry a worker is sending): it did arrive.
-            if _leave_pending(conn, delivery_id, allow_dead=True) is not None:
-                conn.execute("UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = ?,"
-                             " last_error = NULL WHERE id = ?", (now, delivery_id))
+        Marks made in the same turn of the loop share one write: when a thousand receivers answer together,
+        that is one job with three statements, not a thousand jobs with three statements and a thread hop each.
+        """
+        batch = self._marks
+        if batch is None:
+            loop = asyncio.get_running_loop()
+            batch = self._marks = _Marks(loop.create_future())
+            loop.call_soon(self._write_marks, batch)  # after the callbacks of this turn have added theirs
+        batch.ids.append(delivery_id)
+        await asyncio.shield(batch.done)  # a cancelled caller must not cancel the others' commit
 
-        await self._engine.write(job)
+    def _write_marks(self, batch: "_Marks") -> None:
+        self._marks = None
+        now, ids = self._now(), batch.ids
+        task = asyncio.ensure_future(self._engine.write(lambda conn: _settle_delivered(conn, ids, now)))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
+        task.add_done_callback(batch.settle)
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt_at: int) -> None:
         await self._engine.write(lambda conn: conn.execute(
@@ -318,28 +358,48 @@ class DeliveryQueue:
         return await self._engine.read(_stats)
 
 
-def _insert(conn: sqlite3.Connection, o: Outgoing, now: int) -> Delivery | None:
-    # One upsert, no look-before-insert: the unique key (subscription, alert, version) decides.
+def _insert(conn: sqlite3.Connection, o: Outgoing, now: int) -> tuple[Delivery, int] | None:
+    """The new entry and its subscription's pending count, or None when it was queued before."""
+    # One upsert, no look-before-insert: the unique key (subscription, alert, version) decides. Only the id and
+    # seq come back, not the body: a thousand subscribers' copies of one alert need not cross SQLite twice.
     rows = conn.execute(
         "INSERT INTO deliveries (subscription, seq, channel, alert_id, version, idem_key, body, created_at,"
         " queued_at, next_attempt_at) VALUES (?, (SELECT coalesce(max(last_seq), 0) + 1 FROM streams"
         " WHERE subscription = ?), ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subscription, alert_id, version)"
-        f" DO NOTHING RETURNING {_COLUMNS}",
+        " DO NOTHING RETURNING id, seq",
         (o.subscription_id, o.subscription_id, o.channel.value, o.alert_id, o.version, o.idempotency_key, o.body,
          now, now, now)).fetchall()
     if not rows:
         return None
-    entry = _delivery(rows[0])
-    conn.execute("INSERT INTO streams (subscription, last_seq, pending) VALUES (?, ?, 1) ON CONFLICT (subscription)"
-                 " DO UPDATE SET last_seq = excluded.last_seq, pending = pending + 1", (entry.subscription_id,
-                                                                                      entry.seq))
-    return entry
+    delivery_id, seq = rows[0]
+    pending = conn.execute(
+        "INSERT INTO streams (subscription, last_seq, pending) VALUES (?, ?, 1) ON CONFLICT (subscription)"
+        " DO UPDATE SET last_seq = excluded.last_seq, pending = pending + 1 RETURNING pending",
+        (o.subscription_id, seq)).fetchall()[0][0]
+    entry = Delivery(id=delivery_id, subscription_id=o.subscription_id, seq=seq, channel=o.channel,
+                     alert_id=o.alert_id, version=o.version, idempotency_key=o.idempotency_key, body=o.body,
+                     state=DeliveryState.PENDING, attempts=0, created_at=now, queued_at=now, next_attempt_at=now,
+                     last_error=None, settled_at=None)
+    return entry, int(pending)
 
 
 def _next_seq(conn: sqlite3.Connection, subscription: str) -> int:
     row = conn.execute("UPDATE streams SET last_seq = last_seq + 1, pending = pending + 1 WHERE subscription = ?"
                        " RETURNING last_seq", (subscription,)).fetchall()
     return int(row[0][0])
+
+
+def _settle_delivered(conn: sqlite3.Connection, ids: Sequence[int], now: int) -> None:
+    """mark_delivered for many entries: pending and dead ones become delivered, pending counts follow."""
+    for start in range(0, len(ids), 500):  # SQLite's default limit is 999 parameters per statement
+        chunk = ids[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        pending = conn.execute(f"SELECT subscription, count(*) FROM deliveries WHERE id IN ({marks})"
+                               " AND state = 'pending' GROUP BY subscription", chunk).fetchall()
+        conn.executemany("UPDATE streams SET pending = pending - ? WHERE subscription = ?",
+                         [(count, subscription) for subscription, count in pending])
+        conn.execute(f"UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = ?,"
+                     f" last_error = NULL WHERE id IN ({marks}) AND state != 'delivered'", (now, *chunk))
 
 
 def _leave_pending(conn: sqlite3.Connection, delivery_id: int, *, allow_dead: bool) -> str | None:

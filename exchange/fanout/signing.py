@@ -13,6 +13,8 @@ from collections.abc import Mapping
 
 import orjson
 
+from exchange.normalize.ids import uuid5_text
+
 SIGNATURE_HEADER = "X-Exchange-Signature"
 IDEMPOTENCY_HEADER = "X-Exchange-Idempotency-Key"
 EVENT_ID_HEADER = "X-Exchange-Event-Id"  # the queue entry's id: for support tickets, not for deduplication
@@ -31,13 +33,13 @@ def idempotency_key(subscription_id: str, alert_id: str, version: str) -> str:
     A JSON array as the name, not a joined string: no separator can make two triples collide.
     """
     name = orjson.dumps([subscription_id, alert_id, version]).decode()
-    return str(uuid.uuid5(_KEY_NAMESPACE, name))
+    return uuid5_text(_KEY_NAMESPACE.bytes, name)  # = str(uuid.uuid5(...)), cheaper: one per subscription
 
 
 def bundle_id(key: str) -> str:
     """The bundle's id follows from the idempotency key, so the signed body carries the key's identity too:
     a receiver may deduplicate on the bundle id without trusting an unsigned header."""
-    return f"bundle--{uuid.uuid5(_BUNDLE_NAMESPACE, key)}"
+    return f"bundle--{uuid5_text(_BUNDLE_NAMESPACE.bytes, key)}"
 
 
 def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:

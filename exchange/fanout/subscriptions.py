@@ -7,6 +7,7 @@ nothing above the member's `max_tlp` ever does.
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,6 +40,22 @@ def recipient_of(member: Member) -> Recipient:
                      aliases=frozenset({member.name}))
 
 
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """A notice's objects with what egress asks of each, worked out once per notice rather than per member."""
+
+    alert: dict[str, Any] | None
+    alert_named: tuple[str, ...]
+    others: tuple[tuple[dict[str, Any], Tlp, tuple[str, ...]], ...]  # (object, TLP, named recipients)
+
+    @classmethod
+    def of(cls, notice: Notice, default_tlp: Tlp) -> "_Judged":
+        alert = next((o for o in notice.objects if o.get("id") == notice.alert_id), None)
+        return cls(alert, named_recipients(alert) if alert is not None else (),
+                   tuple((o, object_tlp(o, default_tlp), named_recipients(o)) for o in notice.objects
+                         if o is not alert))
+
+
 def view_for(member: Member, notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> list[dict[str, Any]] | None:
     """The bundle objects `member` may receive, or None when it may not receive the alert itself.
 
@@ -46,18 +63,20 @@ def view_for(member: Member, notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> li
     could see. Indicators are judged by their own markings (unmarked: `default_tlp`). The member's copy of
     the alert lists only the refs it can follow: a canonical indicator's id is derived from its pattern
     (normalize/ids.py), so a withheld id would let a member confirm a guessed value. An alert with no ref
-    left would be an invalid report (object_refs needs one entry) and says nothing: None as well.
+    left would be an invalid grouping (object_refs needs one entry) and says nothing: None as well.
     """
+    return _view(member, notice, _Judged.of(notice, default_tlp))
+
+
+def _view(member: Member, notice: Notice, judged: _Judged) -> list[dict[str, Any]] | None:
     recipient = recipient_of(member)
-    alert = next((o for o in notice.objects if o.get("id") == notice.alert_id), None)
-    if alert is None or not may_receive(recipient, notice.tlp, named_recipients(alert)):
+    alert = judged.alert
+    if alert is None or not may_receive(recipient, notice.tlp, judged.alert_named):
         return None
     kept: list[dict[str, Any]] = []
     withheld: set[str] = set()
-    for obj in notice.objects:
-        if obj is alert:
-            continue
-        if may_receive(recipient, object_tlp(obj, default_tlp), named_recipients(obj)):
+    for obj, tlp, named in judged.others:
+        if may_receive(recipient, tlp, named):
             kept.append(obj)
         else:
             withheld.add(str(obj.get("id")))
@@ -91,22 +110,31 @@ def taxii_view(member: Member, notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> 
 def plan(members: Iterable[Member], notice: Notice, default_tlp: Tlp = Tlp.GREEN) -> list[Outgoing]:
     """One Outgoing per queued (webhook, SSE) subscription that matches and whose member may see the alert."""
     version = format_timestamp(parse_timestamp(notice.version))  # one text per instant: ".000Z" == "Z"
+    judged = _Judged.of(notice, default_tlp)
+    # Members with the same entitlement see the same objects: serialize each distinct view once (a thousand
+    # members cost one orjson.dumps, not a thousand). Which of the notice's objects a view keeps decides it:
+    # the alert's refs lose the rest.
+    serialized: dict[tuple[int, ...], bytes] = {}
     out: list[Outgoing] = []
     for member in members:
         subs = [s for s in member.subscriptions if s.channel.kind in QUEUED_CHANNELS and matches(s, notice)]
         if not subs:
             continue
-        objects = view_for(member, notice, default_tlp)
+        objects = _view(member, notice, judged)
         if objects is None:
             continue
+        shape = tuple(map(id, objects[1:]))  # the notice's own dicts, alive for the whole loop
+        if (payload := serialized.get(shape)) is None:
+            payload = serialized[shape] = orjson.dumps(objects)
         for sub in subs:
             key = idempotency_key(sub.id, notice.alert_id, version)
             out.append(Outgoing(subscription_id=sub.id, channel=sub.channel.kind, alert_id=notice.alert_id,
-                                version=version, idempotency_key=key, body=bundle_body(key, objects)))
+                                version=version, idempotency_key=key, body=bundle_body(key, payload)))
     return out
 
 
-def bundle_body(key: str, objects: list[dict[str, Any]]) -> bytes:
-    """The STIX 2.1 bundle (section 8; bundles carry no spec_version). orjson writes no newline, which SSE
-    needs: a `data:` line ends at the first one."""
-    return orjson.dumps({"type": "bundle", "id": bundle_id(key), "objects": objects})
+def bundle_body(key: str, objects: bytes) -> bytes:
+    """The STIX 2.1 bundle (section 8; bundles carry no spec_version) around the objects' JSON array, byte for
+    byte what orjson.dumps of the whole bundle writes. orjson writes no newline, which SSE needs: a `data:`
+    line ends at the first one."""
+    return b'{"type":"bundle","id":"%s","objects":%s}' % (bundle_id(key).encode(), objects)

@@ -148,7 +148,9 @@ class _Worker:
                 wait = self._policy.recheck
             if wait > 0:
                 try:
-                    await asyncio.wait_for(self._poke.wait(), wait)
+                    # asyncio.timeout, not wait_for: no task per wait (a thousand idle workers after each alert)
+                    async with asyncio.timeout(wait):
+                        await self._poke.wait()
                 except TimeoutError:
                     if idle:  # the periodic look: the file may hold replays made by another process
                         self._forget()
@@ -245,8 +247,11 @@ class WebhookDispatcher:
     async def run(self) -> None:
         """Deliver until cancelled."""
         # One in-flight request per subscription already bounds the connections; the connector's default
-        # cap of 100 would instead let 100 hanging receivers starve every other subscriber.
-        session = self._given_session or aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        # cap of 100 would instead let 100 hanging receivers starve every other subscriber. No cookie jar: a
+        # receiver's cookies must not ride along to the next member on the same host (and keeping the jar
+        # costs time on every request).
+        session = self._given_session or aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                                               cookie_jar=aiohttp.DummyCookieJar())
         unwatch = self._queue.watch(self._offer)
         try:
             async with asyncio.TaskGroup() as group:

@@ -62,6 +62,10 @@ def read_record(obj: Any) -> StixRecord:
         raise _header_error(obj_type, obj_id)
     obj_type, obj_id = match.group(1), match.string  # both known to be str now
     spec_version = obj.get("spec_version", "2.1" if obj_type in SCO_TYPES else None)
+    if spec_version is None and "created" in obj:
+        # STIX 2.0 puts spec_version on the bundle only, and 2.1 made it required on SDOs and SROs (section 3.2):
+        # an SDO/SRO without it is a 2.0 object, as TAXII 2.1 servers serve them (medallion decides the same).
+        spec_version = "2.0"
     if spec_version is None:
         raise InvalidObject("missing required property 'spec_version'")
     if not isinstance(spec_version, str) or spec_version not in SUPPORTED_SPEC_VERSIONS:

@@ -11,6 +11,7 @@ import requests
 
 from exchange.correlate.alert_stix import ALERT_EXTENSION
 from exchange.correlate.alerts import alert_id
+from exchange.dedup.merge import PROVENANCE_EXTENSION
 from exchange.fanout.routes import ALERTING
 from exchange.model.timestamps import format_timestamp, now_micros
 from exchange.normalize.ids import indicator_id
@@ -121,8 +122,18 @@ def alert_versions(hub: Hub) -> list[dict[str, Any]]:
 
 def countries_of(hub: Hub, pattern: str) -> set[str]:
     obj = latest(hub, indicator_id(canonical_pattern(pattern)))
-    claims = obj["extensions"]["extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e9a"]["claims"] if obj else []
+    claims = obj["extensions"][PROVENANCE_EXTENSION]["claims"] if obj else []
     return {c["country"] for c in claims}
+
+
+def claims_reach(hubs: dict[str, Hub], pattern: str, countries: set[str]) -> None:
+    """Every hub's canonical indicator of `pattern` carries the claims of these countries, and is correlated."""
+    for name, hub in hubs.items():
+        def there(hub: Hub = hub) -> bool:
+            return countries_of(hub, pattern) == countries
+
+        wait_for(there, within=30, what=f"claims from {sorted(countries)} on {pattern} at {name}")
+        settled(hub)
 
 
 def spread_to(hubs: dict[str, Hub], countries: set[str], *, level: int) -> None:
@@ -157,20 +168,15 @@ def test_a_wannacry_like_outbreak_raises_one_alert_everywhere_and_members_hear_e
                 report(hubs[country], reporting, indicator(900 + 10 * HUBS.index(country) + n, RESOLVER,
                                                            'misp-galaxy:malpedia="Emotet"'))
         everyone = {c for country, others in COUNTRIES.items() for c in (country, *others)}
-        for hub in hubs.values():
-            wait_for(lambda hub=hub: countries_of(hub, RESOLVER) == everyone, within=30,  # type: ignore[misc]
-                     what=f"twenty countries' claims on the resolver at {hub.base}")
+        claims_reach(hubs, RESOLVER, everyone)
 
         # The outbreak. Germany and France first: two countries, below the first level.
         report(hubs["DE"], "DE", indicator(1, KILL_SWITCH, RANSOMWARE_TAG),
                indicator(2, f"[file:hashes.'SHA-256' = '{WORM_HASH}']", RANSOMWARE_TAG))
         report(hubs["FR"], "FR", indicator(3, f"[file:hashes.'SHA-256' = '{WORM_HASH.upper()}']", MALPEDIA_TAG),
                indicator(4, TOR_NODE, MALPEDIA_TAG))
-        for hub in hubs.values():
-            wait_for(lambda hub=hub: {"DE", "FR"} <= countries_of(hub, f"[file:hashes.'SHA-256' = '{WORM_HASH}']"),
-                     within=30, what="both reports of the hash")  # type: ignore[misc]
-            settled(hub)
-            assert admin_alerts(hub) == []
+        claims_reach(hubs, f"[file:hashes.'SHA-256' = '{WORM_HASH}']", {"DE", "FR"})
+        assert [admin_alerts(hub) for hub in hubs.values()] == [[]] * len(hubs)
         # Poland names it after ATT&CK: three countries, "large-scale" everywhere.
         report(hubs["PL"], "PL", indicator(5, KILL_SWITCH, MITRE_TAG))
         spread_to(hubs, {"DE", "FR", "PL"}, level=1)
@@ -183,10 +189,7 @@ def test_a_wannacry_like_outbreak_raises_one_alert_everywhere_and_members_hear_e
         # More reports from countries already counted: no new version anywhere.
         report(hubs["DE"], "DE", indicator(8, TOR_NODE, RANSOMWARE_TAG))
         report(hubs["IT"], "IT", indicator(9, KILL_SWITCH))
-        for hub in hubs.values():
-            wait_for(lambda hub=hub: countries_of(hub, TOR_NODE) == {"DE", "FR", "IT"}, within=30,  # type: ignore[misc]
-                     what="the late reports of the Tor node")
-            settled(hub)
+        claims_reach(hubs, TOR_NODE, {"DE", "FR", "IT"})
 
         # One alert id on every hub, three versions each: opened at three countries, escalated at four and five.
         versions = {name: alert_versions(hub) for name, hub in hubs.items()}
@@ -206,9 +209,8 @@ def test_a_wannacry_like_outbreak_raises_one_alert_everywhere_and_members_hear_e
         verify = documented_verify()
         expected = {name: [(v["id"], v["modified"]) for v in versions[name]] for name in ("DE", "PL")}
         wanted = {"DE-bank": expected["DE"], "PL-bank": expected["PL"], "DE-utility": expected["DE"][1:]}
-        for path, want in wanted.items():
-            wait_for(lambda path=path, want=want: len(hooks.received(path)) >= len(want), within=20,  # type: ignore[misc]
-                     what=f"{len(want)} deliveries to {path}")
+        wait_for(lambda: all(len(hooks.received(path)) >= len(want) for path, want in wanted.items()), within=20,
+                 what="every webhook delivery")
         for path, want in wanted.items():
             posts = hooks.received(path, delivered=False)
             assert all(p.status == 204 for p in posts)
@@ -224,5 +226,7 @@ def test_a_wannacry_like_outbreak_raises_one_alert_everywhere_and_members_hear_e
             assert [int(i) for i, _ in events] == sorted({int(i) for i, _ in events})
     for reader in live.values():
         reader.join()
-    assert [len(reader.events) for reader in live.values()] == [3, 3]  # nothing came after
+    # Nothing came after, on either channel, up to the hubs' shutdown.
+    assert [len(reader.events) for reader in live.values()] == [3, 3]
+    assert len(hooks.posts) == 3 + 3 + 2
 

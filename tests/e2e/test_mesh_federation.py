@@ -118,3 +118,36 @@ def test_pushes_follow_each_peers_agreement_and_survive_a_restart(tmp_path: Path
     rows = {r["peer"]: r for r in orjson.loads(capsys.readouterr().out) if r["direction"] == "push"}
     assert rows["cert-b"]["objects_pushed"] >= 2 and rows["cert-c"]["objects_pushed"] >= 3
     assert rows["cert-b"]["error_count"] == 0 and rows["cert-b"]["last_success"] is not None
+
+
+def test_two_hubs_versions_with_one_id_and_modified_still_relay_their_claims(tmp_path: Path) -> None:
+    """A and B both publish the indicator with the same `modified` (it comes from the newest claim) but other
+    bodies; a hub that gets both keeps the first verbatim and still records the claims the second relays."""
+    import requests
+
+    from exchange.dedup.claims import Source, claim_from_indicator
+    from exchange.dedup.merge import HubIdentity, merge
+    from exchange.dedup.relay import provenance_of, relayed_claims
+    from tests.hubs import INBOX
+    from tests.peering import PEER_PASSWORD, TAXII
+
+    a, b, x = MeshHub("CERT-A", "DE", free_port()), MeshHub("CERT-B", "FR", free_port()), MeshHub("CERT-X", "PL", 0)
+    alice = claim_from_indicator(indicator(1, PATTERN, modified="2026-01-05T00:00:00.000Z"), Source("alice", "DE"),
+                                 default_tlp=Tlp.GREEN)
+    bob = claim_from_indicator(indicator(2, PATTERN), Source("bob", "FR"), default_tlp=Tlp.GREEN)  # older
+    assert alice is not None and bob is not None
+    at_a = merge([alice], audience=Tlp.GREEN, hub=HubIdentity(a.name), created=None, previous_modified=0)
+    assert at_a is not None
+    relayed = relayed_claims(at_a.body, provenance_of(at_a.body) or {}, Source("peer:cert-a", relay=True),
+                             hub_id=b.identity)
+    at_b = merge([*relayed, bob], audience=Tlp.GREEN, hub=HubIdentity(b.name), created=None, previous_modified=0)
+    assert at_b is not None and at_b.body["modified"] == at_a.body["modified"] and at_b.body != at_a.body
+    with ExitStack() as stack:
+        hub_x = start(stack, tmp_path, x, [Link(a), Link(b)])
+        for user, body in (("cert-a", at_a.body), ("cert-b", at_b.body)):
+            response = requests.post(hub_x.collection_url(INBOX) + "objects/", json={"objects": [body]},
+                                     auth=(user, PEER_PASSWORD), headers={"Content-Type": TAXII, "Accept": TAXII},
+                                     timeout=10)
+            assert response.status_code == 202, response.text
+            hub_x.call(lambda s: s.processor.wait_idle())
+        assert claim_origins(latest(hub_x, WORM)) == {("alice", a.identity), ("bob", b.identity)}

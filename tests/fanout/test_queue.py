@@ -1,5 +1,6 @@
 """The durable delivery queue on real SQLite files: idempotent enqueue, sequences, cap, replay, restart."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -70,6 +71,26 @@ async def test_transitions_and_stats(queue: DeliveryQueue) -> None:
     await queue.mark_dead(a1.id, "late failure")
     await queue.mark_retry(a2.id, "late retry", 0)
     assert [(d.state, d.last_error) for d in await queue.entries("a")][:2] == [("delivered", None), ("dead", "gave up")]
+
+
+async def test_marks_made_together_settle_together(tmp_path: Path) -> None:
+    # A thousand receivers answering at once: their marks share one write, and every count stays right.
+    queue = DeliveryQueue(tmp_path / "fanout.db")
+    await queue.start()
+    try:
+        entries = await queue.enqueue([outgoing(f"s{n % 7}", n) for n in range(700)])
+        await queue.mark_dead(entries[0].id, "evicted while in flight")  # it arrived all the same
+        await queue.mark_delivered(entries[1].id)  # settled before: marking it again changes nothing
+        await asyncio.gather(*(queue.mark_delivered(e.id) for e in [*entries, entries[2]]))
+        stats = await queue.stats()
+        assert {(s.pending, s.delivered, s.dead) for s in stats} == {(0, 100, 0)}
+        assert sum(s.last_seq for s in stats) == 700
+        settled = {d.id: (d.state, d.attempts, d.last_error) for d in await queue.entries("s0")}
+        assert settled.pop(entries[0].id) == ("delivered", 2, None)  # one failed attempt, then this one
+        assert set(settled.values()) == {("delivered", 1, None)}
+        assert (await queue.get(entries[1].id)).attempts == 1  # type: ignore[union-attr]
+    finally:
+        await queue.close()
 
 
 async def test_dead_letters_and_replay(queue: DeliveryQueue) -> None:

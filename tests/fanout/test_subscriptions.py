@@ -95,6 +95,20 @@ def test_plan_queues_webhook_and_sse_subscriptions_that_match() -> None:
     assert plan([acme], notice(level=2, version="2026-03-02T00:00:00.000Z"))[0].idempotency_key == first.idempotency_key
 
 
+def test_plan_sends_each_member_its_own_view_though_it_serializes_each_distinct_view_once() -> None:
+    alert = notice(tlp=Tlp.GREEN, indicators=[indicator(1, Tlp.CLEAR), indicator(2, Tlp.AMBER),
+                                              indicator(3, Tlp.RED, x_exchange_recipients=["named-user"])])
+    members = [member(name, subscription(f"{name}-hook", HOOK), max_tlp=tlp) for name, tlp in (
+        ("green", Tlp.GREEN), ("amber", Tlp.AMBER), ("named", Tlp.RED), ("green2", Tlp.GREEN), ("amber2", Tlp.AMBER))]
+    out = plan(members, alert)
+    assert [o.subscription_id for o in out] == [f"{m.name}-hook" for m in members]
+    for member_, sent in zip(members, out, strict=True):
+        # Byte for byte what serializing the member's own view as a whole bundle writes.
+        expected = {"type": "bundle", "id": bundle_id(sent.idempotency_key), "objects": view_for(member_, alert)}
+        assert sent.body == orjson.dumps(expected), member_.name
+    assert len({orjson.loads(o.body)["objects"][0]["object_refs"].__len__() for o in out}) == 3  # three views
+
+
 def test_taxii_view_follows_the_members_taxii_subscriptions() -> None:
     alert = notice(level=2)
     with_taxii = member("acme", subscription("t", TaxiiChannel(), min_level=2))

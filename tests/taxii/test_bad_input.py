@@ -167,7 +167,7 @@ def test_body_over_the_default_10_mib_limit_is_413(hub: Hub) -> None:
 INVALID: list[tuple[Any, str]] = [
     (indicator(101, id=None), "'id'"),
     (indicator(102, type=None), "'type'"),
-    (indicator(103, spec_version=None), "'spec_version'"),
+    (indicator(103, spec_version=None, created=None, modified=None), "'spec_version'"),  # no created: not 2.0
     (indicator(104, id="malware--00000000-0000-4000-8000-000000000104"), "does not start with its type"),
     (indicator(105, id="indicator--not-a-uuid"), "UUID"),
     (indicator(106, created="yesterday", modified=None), "'created'"),

@@ -79,6 +79,12 @@ class SQLiteStore:
             message = _MESSAGES[outcome]
             if outcome is Outcome.STORED and claims:
                 outcome, message = _record_claims(conn, claims, touched)
+            elif outcome is Outcome.CONFLICT and claims and all(isinstance(c, Claim) and c.origin for c in claims):
+                # Two peer hubs author the same canonical id and `modified` from the same claims, with different
+                # bodies (each its own created_by_ref): the second copy conflicts verbatim, but the claims it
+                # relays are still news.
+                outcome, message = _record_claims(conn, claims, touched)
+                message += "; the verbatim copy was not kept (another hub's version has this id and modified)"
             results.append(ObjectResult(id=record.id, version=version, outcome=outcome, message=message))
         status = StatusRecord(id=write.status.id, api_root=write.status.api_root, account=write.status.account,
                               request_timestamp=write.status.request_timestamp, total=write.status.total,
