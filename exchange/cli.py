@@ -370,6 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hint(args: argparse.Namespace, exc: Exception) -> str:
+    """One line on what to do next, for the command that failed."""
+    command = getattr(args, "command", None)
+    if isinstance(exc, TaxiiClientError | TransientError):
+        return "check the hub URL, that the hub is running, and the credentials (EXCHANGE_PASSWORD / EXCHANGE_TOKEN)"
+    if command == "demo":
+        return "`exchange demo --help` lists the options; --dir must be a new or empty directory"
+    return "`exchange config check FILE` validates a config; see docs/configuration.md"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -377,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (ConfigError, TaxiiClientError, TransientError) as exc:
         print(f"exchange: {exc}", file=sys.stderr)
-        print("hint: `exchange config check FILE` validates a config; see docs/configuration.md", file=sys.stderr)
+        print(f"hint: {_hint(args, exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

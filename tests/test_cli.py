@@ -62,3 +62,16 @@ def test_serve_with_an_out_of_range_port_is_a_usage_error(tmp_path: Path) -> Non
                             cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_errors_are_one_line_and_a_hint_for_the_command_that_failed(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "file").write_text("x")
+    assert main(["demo", "--dir", str(tmp_path / "busy")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("exchange: --dir") and "new or empty directory" in lines[1]
+    assert main(["peers", "--config", str(tmp_path / "missing.toml")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"exchange: config file not found: {tmp_path / 'missing.toml'}",
+                     "hint: `exchange config check FILE` validates a config; see docs/configuration.md"]
