@@ -32,7 +32,7 @@ def ensure_env(extras: set[str]) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - run.py may be started by an older python3
         sys.exit(f"exchange needs Python >= 3.11 (this is {sys.version.split()[0]})")
     if not (BIN / "python").exists():
-        print(f"run.py: creating {VENV}", flush=True)
+        print(f"run.py: creating {VENV}", file=sys.stderr, flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     # The stamp: the pyproject hash, then the extras installed (a stamp of one line predates extras: dev).
@@ -41,11 +41,12 @@ def ensure_env(extras: set[str]) -> None:
     if stamp and stamp[0] == wanted and extras <= installed:
         return
     extras = extras | installed  # never uninstall what another command needs
-    print("run.py: installing exchange and its dependencies into .venv", flush=True)
+    # The bootstrap talks on stderr only: `run.py demo --json` keeps a stdout that is nothing but the JSON.
+    print("run.py: installing exchange and its dependencies into .venv", file=sys.stderr, flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True, stdout=sys.stderr)
     target = f"{ROOT}[{','.join(sorted(extras))}]" if extras else str(ROOT)
-    subprocess.run([*pip, "install", "-e", target], check=True)
+    subprocess.run([*pip, "install", "-e", target], check=True, stdout=sys.stderr)
     STAMP.write_text(f"{wanted}\n{','.join(sorted(extras))}\n")
 
 
