@@ -11,6 +11,7 @@ from typing import Any
 import requests
 
 from exchange.app import PEERING, Peering
+from exchange.demo.topology import toml_value
 from exchange.ingest.peers import PeerHealth
 from exchange.policy.credentials import hash_password
 from tests.hubs import CANONICAL, INBOX, PASSWORDS, Hub, serve_in_thread, write_config
@@ -18,20 +19,6 @@ from tests.hubs import CANONICAL, INBOX, PASSWORDS, Hub, serve_in_thread, write_
 PEER_PASSWORD = "peer-b-password"
 TAXII = "application/taxii+json;version=2.1"
 ALICE = ("alice", PASSWORDS["alice"])
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
-    raise TypeError(value)
 
 
 def peer_block(**fields: Any) -> str:
