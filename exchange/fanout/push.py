@@ -23,6 +23,7 @@ from exchange.config import PeerSettings
 from exchange.dedup.relay import view_for
 from exchange.errors import TransientError
 from exchange.model.timestamps import format_timestamp, now_micros
+from exchange.policy.backoff import backoff_delay
 from exchange.policy.egress import Recipient
 from exchange.policy.tlp import Tlp
 from exchange.store.base import ObjectQuery, Store, VersionMatch
@@ -209,7 +210,7 @@ class Pusher:
         except Exception as exc:
             self._attempt += 1
             cap = max(BACKOFF_CAP, peer.push_interval)
-            delay = self._rng.uniform(0.0, min(cap, peer.push_interval * 2.0 ** min(self._attempt, 62)))
+            delay = backoff_delay(self._attempt, peer.push_interval, cap, self._rng)
             if not isinstance(exc, TransientError | TaxiiClientError):
                 log.exception("push %s: unexpected error", self.target.name)
             kind = "unauthorized: " if isinstance(exc, Unauthorized) else ""

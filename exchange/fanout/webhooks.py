@@ -20,6 +20,7 @@ from exchange.fanout.queue import DeliveryQueue
 from exchange.fanout.records import Delivery, Subscription, WebhookChannel
 from exchange.fanout.signing import delivery_headers
 from exchange.model.timestamps import now_micros
+from exchange.policy.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 # The payload is a STIX 2.1 bundle, so it says so (STIX 2.1 section 1.6 / TAXII media type). Receivers must
@@ -37,15 +38,6 @@ class RetryPolicy:
     cap: float = 600.0  # the longest wait between two attempts: a recovered receiver hears within 10 min
     recheck: float = 30.0  # an idle worker looks at its queue anyway: replays made by another process (CLI)
     error_pause: float = 5.0  # after an unexpected error (the queue file, a bug) before the worker goes on
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)] (attempt from 1).
-
-    The same rule as the peer poller's (ingest/peers.py), which fan-out may not import: full jitter spreads
-    the retries of a thousand subscribers that lost the same receiver farm at once.
-    """
-    return rng.uniform(0.0, min(cap, base * 2.0 ** min(attempt, 62)))
 
 
 def next_attempt_at(entry: Delivery, now: int, max_retry: float, policy: RetryPolicy,

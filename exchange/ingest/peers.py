@@ -4,7 +4,6 @@ The journal keeps one row per (peer, collection): the pull cursor, counters and 
 `exchange peers` reads health from disk whether or not the hub runs.
 """
 
-import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -121,15 +120,6 @@ def peer_health(peers: Iterable[PeerSettings], rows: Iterable[PeerSync], now: in
                                   objects_pulled=sync.objects_pulled, cursor=sync.cursor,
                                   lag=lag_seconds(sync, now), retry_at=sync.retry_at))
     return out
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**attempt)] (attempt from 1).
-
-    Full jitter spreads the retries of many hubs that lost the same peer at once.
-    """
-    ceiling = min(cap, base * 2.0 ** min(attempt, 62))
-    return rng.uniform(0.0, ceiling)
 
 
 def peer_credentials(peer: PeerSettings, env: Mapping[str, str]) -> Credentials:

@@ -22,9 +22,10 @@ from exchange.audit.log import AuditEntry, AuditKind, AuditLog
 from exchange.config import PeerSettings
 from exchange.errors import TransientError
 from exchange.ingest.journal import Envelope, Journal
-from exchange.ingest.peers import Garbage, PeerFailure, PeerProgress, PeerState, PeerSync, backoff_delay
+from exchange.ingest.peers import Garbage, PeerFailure, PeerProgress, PeerState, PeerSync
 from exchange.model.stix import object_ref
 from exchange.model.timestamps import format_timestamp, now_micros, parse_timestamp
+from exchange.policy.backoff import backoff_delay
 from exchange.taxii.client import MalformedResponse, TaxiiClient, TaxiiClientError, Unauthorized
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,10 @@ from exchange.audit.log import AuditLog, read_entries
 from exchange.config import PeerSettings, parse_settings
 from exchange.errors import ConfigError, TransientError
 from exchange.ingest.journal import Journal
-from exchange.ingest.peers import PeerState, PeerSync, backoff_delay, lag_seconds, peer_credentials
+from exchange.ingest.peers import PeerState, PeerSync, lag_seconds, peer_credentials
 from exchange.ingest.poller import Backlog, Poller, PullTarget, read_page, repair
 from exchange.model.timestamps import format_timestamp, parse_timestamp
+from exchange.policy.backoff import backoff_delay
 from exchange.taxii.client import MalformedResponse, TaxiiClient, TaxiiClientError
 from tests.hubs import INBOX
 
