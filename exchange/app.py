@@ -59,9 +59,9 @@ def claim_policy(settings: Settings, warn: Warn | None) -> ClaimPolicy:
     sources = {name: Source(name=name, country=s.country, trust=s.trust) for name, s in settings.sources.items()}
     # Pulled pages are journaled under the peer's account, and a peer's own account posts as the peer: their
     # claims carry the peer's country and trust, and a peer hub's canonical indicators relay their claims.
-    peers = {p.account: Source(name=p.account, country=p.country, trust=p.trust, relay=True) for p in settings.peers}
-    sources |= peers
-    sources |= {a.username: peers[f"peer:{a.peer}"] for a in settings.accounts if a.peer is not None}
+    peers = {p.id: Source(name=p.account, country=p.country, trust=p.trust, relay=True) for p in settings.peers}
+    sources |= {s.name: s for s in peers.values()}
+    sources |= {a.username: peers[a.peer] for a in settings.accounts if a.peer is not None}
     return ClaimPolicy(sources=sources, default_tlp=settings.hub.default_tlp, warn=warn,
                        enabled=settings.hub.canonical_collection is not None,
                        hub_id=HubIdentity(settings.hub.identity_name).id)

@@ -104,9 +104,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     elif not rows:
         print("no alerts" + ("" if settings.hub.alerts_collection else " (hub.alerts_collection is not set)"))
     for r in [] if args.json else rows:
-        countries = r["countries"]
         print(f"{r['id']}  level {r['level']} {r['level_name']}  {r['status']}\n  {r['name']}\n"
-              f"  countries: {', '.join(countries) if isinstance(countries, list) else countries}  "
+              f"  countries: {', '.join(r['countries'])}  "
               f"sources: {r['source_count']}  indicators: {r['indicators']}\n"
               f"  first seen: {r['first_seen']}  last seen: {r['last_seen']}  version: {r['modified']}")
     return 0

@@ -44,7 +44,7 @@ def _operator(request: web.Request) -> None:
         raise Forbidden(f"account {user!r} is not an operator account")
 
 
-def alert_summary(row: AlertRow) -> dict[str, object]:
+def alert_summary(row: AlertRow) -> dict[str, Any]:
     ext: dict[str, Any] = next(iter(row.body.get("extensions", {}).values()), {})
     return {"id": row.id, "threat": row.threat_key, "level": row.level, "level_name": ext.get("level_name"),
             "status": row.status, "name": row.body.get("name"), "modified": row.body.get("modified"),
