@@ -226,7 +226,7 @@ class Alerter:
             observations = [o for item in page.items
                             for o in observations_from_canonical(orjson.loads(item.body), self._s.hub.id)]
             await self._apply(observations, (), (canonical, page.items[-1].date_added))
-        for collection in self._s.intake_collections:
+        for collection in self._s.intake_collections if self._s.peer_hubs else ():  # no peer hub: no peer alerts
             cursor = await self._book.cursor(collection)
             page = await self._store.query_objects(ObjectQuery(
                 collection_id=collection, limit=BATCH, after_key=cursor or None, types=("grouping",),
