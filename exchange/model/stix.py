@@ -6,9 +6,9 @@ semantics belong to normalize/.
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 
 from exchange.errors import InvalidObject
@@ -29,8 +29,7 @@ SCO_TYPES = frozenset({
 UNVERSIONED = 0  # version key of objects with neither `modified` nor `created` (most SCOs)
 
 
-@dataclass(frozen=True, slots=True)
-class StixRecord:
+class StixRecord(msgspec.Struct, frozen=True, gc=False):  # a struct: one per object on the hot path (see Claim)
     """One STIX object as it travels: typed header plus the JSON bytes, never re-parsed downstream."""
 
     id: str

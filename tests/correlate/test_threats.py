@@ -1,8 +1,7 @@
 """Correlate stage: observations and the threat keys they feed."""
 
-from dataclasses import replace
-
 import pytest
+from msgspec.structs import replace
 
 from exchange.correlate.threats import (
     TaggedNames,

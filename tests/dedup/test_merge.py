@@ -5,13 +5,13 @@ Every merged body is checked with stix2-validator and its provenance extension a
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from functools import cache
 from typing import Any
 
 import jsonschema
 import orjson
 import pytest
+from msgspec.structs import replace
 from stix2validator import ValidationOptions, validate_instance
 
 from exchange.config import SCHEMA_DIR
