@@ -52,7 +52,7 @@ def merge_policy(settings: Settings) -> MergePolicy | None:
     if hub.canonical_collection is None:
         return None
     return MergePolicy(collection_id=hub.canonical_collection, audience=hub.canonical_audience,
-                       hub=HubIdentity(hub.identity_name))
+                       hub=HubIdentity(hub.identity_name), views=hub.canonical_views)
 
 
 def claim_policy(settings: Settings, warn: Warn | None) -> ClaimPolicy:
@@ -137,7 +137,8 @@ def build_app(settings: Settings, *, env: Mapping[str, str] | None = None,
                 await resource.start()
                 stack.push_async_callback(resource.close)
             if settings.hub.canonical_collection is not None:
-                await store.install(settings.hub.canonical_collection, fixed_objects(settings))
+                for collection in (settings.hub.canonical_collection, *(c for _, c in settings.hub.canonical_views)):
+                    await store.install(collection, fixed_objects(settings))
             warn = await load_warninglists() if settings.hub.canonical_collection is not None else None
             hooks = app[COMMIT_HOOKS]
 
@@ -229,7 +230,8 @@ async def alerting_ctx(app: web.Application, members: tuple[Member, ...]) -> Asy
             alerts_collection=hub.alerts_collection, rules=settings.alert_rules, audience=hub.canonical_audience,
             default_tlp=hub.default_tlp, sweep_interval=hub.alert_sweep_interval,
             intake_collections=tuple(c.id for r in settings.api_roots for c in r.collections
-                                     if c.id not in (hub.canonical_collection, hub.alerts_collection)),
+                                     if c.id not in (hub.canonical_collection, hub.alerts_collection,
+                                                     *(v for _, v in hub.canonical_views))),
             peer_hubs=frozenset(p.identity for p in settings.peers if p.identity)),
             svc.store, book, queue, members)
         dispatcher = WebhookDispatcher(queue, [s for m in members for s in m.subscriptions],

@@ -66,6 +66,8 @@ class HubSettings:
     canonical_collection: str | None  # resolved to a collection id
     default_tlp: Tlp
     canonical_audience: Tlp
+    # Further audiences merged into collections of their own (level, collection id), strictest last.
+    canonical_views: tuple[tuple[Tlp, str], ...] = ()
     log_format: str = "kv"  # observability (exchange/observe): kv or json
     metrics_token_hash: str | None = None  # /metrics needs this bearer token when set
     journal_stall: float = 120.0  # seconds; see exchange/observe/health.py
@@ -235,6 +237,8 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
     hub_raw["default_tlp"] = Tlp.parse(hub_raw["default_tlp"])
     hub_raw["canonical_audience"] = Tlp.parse(hub_raw["canonical_audience"])
     hub_raw["tls"] = _tls(hub_raw["tls"], base_dir) if "tls" in hub_raw else None
+    hub_raw["canonical_views"] = _canonical_views(hub_raw.pop("canonical_views", {}), by_name, canonical,
+                                                  hub_raw["canonical_audience"])
     alerts = hub_raw.pop("alerts_collection", None)
     if alerts is not None and (alerts not in by_name or canonical is None):
         raise ConfigError(f"config key 'hub.alerts_collection': {alerts!r} " + (
@@ -242,7 +246,8 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
     hub = HubSettings(data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
                       canonical_collection=by_name[canonical] if canonical else None,
                       alerts_collection=by_name[alerts] if alerts else None, **hub_raw)
-    peers = _peers(raw.get("peers", []), by_name, hub.canonical_collection, roots)
+    hub_written = {c for c in (hub.canonical_collection, *(c for _, c in hub.canonical_views)) if c is not None}
+    peers = _peers(raw.get("peers", []), by_name, hub_written, roots)
     peers = tuple(replace(p, tls=p.tls.under(base_dir)) for p in peers)
     peer_by_id = {p.id: p for p in peers}
     raw_accounts = raw.get("accounts", [])
@@ -257,6 +262,24 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
                         alert_rules=parse_alert_rules(raw))
     recipients = {a["username"]: _recipient(a, settings) for a in raw_accounts}
     return replace(settings, recipients=recipients, members=parse_members(raw.get("members", []), recipients))
+
+
+def _canonical_views(raw: dict[str, str], by_name: dict[str, str], canonical: str | None,
+                     audience: Tlp) -> tuple[tuple[Tlp, str], ...]:
+    views: list[tuple[Tlp, str]] = []
+    for label, name in raw.items():
+        key = f"config key 'hub.canonical_views.{label}'"
+        level = Tlp.parse(label)
+        if canonical is None:
+            raise ConfigError(f"{key}: needs hub.canonical_collection")
+        if name not in by_name:
+            raise ConfigError(f"{key}: no collection named {name!r}")
+        if level <= audience:
+            raise ConfigError(f"{key}: must be stricter than hub.canonical_audience ({audience.label})")
+        if by_name[name] in {by_name[canonical], *(c for _, c in views)}:
+            raise ConfigError(f"{key}: collection {name!r} already holds another audience's canonical indicators")
+        views.append((level, by_name[name]))
+    return tuple(sorted(views))
 
 
 def _recipient(raw: dict[str, Any], settings: Settings) -> Recipient:
@@ -325,16 +348,16 @@ def _account(index: int, raw: dict[str, Any], by_name: dict[str, str],
                    can_read=can_read, can_write=grants("can_write"), peer=peer)
 
 
-def _peers(raw: list[dict[str, Any]], by_name: dict[str, str], canonical: str | None,
+def _peers(raw: list[dict[str, Any]], by_name: dict[str, str], hub_written: set[str],
            roots: tuple[ApiRootSettings, ...]) -> tuple[PeerSettings, ...]:
     ids = [p["id"] for p in raw]
     for index, peer_id in enumerate(ids):
         if ids.count(peer_id) > 1:
             raise ConfigError(f"config key 'peers[{index}].id': peer {peer_id!r} is defined twice")
-    return tuple(_peer(i, p, by_name, canonical, roots) for i, p in enumerate(raw))
+    return tuple(_peer(i, p, by_name, hub_written, roots) for i, p in enumerate(raw))
 
 
-def _peer(index: int, raw: dict[str, Any], by_name: dict[str, str], canonical: str | None,
+def _peer(index: int, raw: dict[str, Any], by_name: dict[str, str], hub_written: set[str],
           roots: tuple[ApiRootSettings, ...]) -> PeerSettings:
     key = f"peers[{index}]"
     schema = load_schema("config.schema.json")["properties"]["peers"]["items"]
@@ -343,10 +366,10 @@ def _peer(index: int, raw: dict[str, Any], by_name: dict[str, str], canonical: s
         if raw["pull_into"] not in by_name:
             raise ConfigError(f"config key '{key}.pull_into': no collection named {raw['pull_into']!r}")
         pull_into = by_name[raw["pull_into"]]
-        if pull_into == canonical:
-            raise ConfigError(f"config key '{key}.pull_into': the canonical collection is written by the hub only")
-    else:  # the first collection that is not the canonical one: the inbox in every example
-        candidates = [c.id for r in roots for c in r.collections if c.id != canonical]
+        if pull_into in hub_written:
+            raise ConfigError(f"config key '{key}.pull_into': the canonical collections are written by the hub only")
+    else:  # the first collection that is not a canonical one: the inbox in every example
+        candidates = [c.id for r in roots for c in r.collections if c.id not in hub_written]
         if not candidates:
             raise ConfigError(f"config key '{key}.pull_into': no collection to journal pulled objects into")
         pull_into = candidates[0]

@@ -16,6 +16,7 @@ from exchange.cli import main
 from exchange.config import load_settings, parse_settings
 from exchange.errors import ConfigError
 from exchange.policy.credentials import verify_password
+from exchange.policy.tlp import Tlp
 from tests.hubs import ALERTS, CANONICAL, INBOX, SECRET, free_port, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +131,31 @@ BAD: list[tuple[str, Callable[[Raw], None], str, str]] = [
     ("two-default-roots", _append_root(path="api2", default=True), "api_roots", "more than one API root"),
     ("username-twice", lambda raw: raw["accounts"].append(dict(raw["accounts"][0])), "accounts",
      "'alice' is defined twice"),
+    ("view-unknown-level", _set("hub.canonical_views", {"purple": "secret"}), "hub.canonical_views",
+     "'purple' is not one of"),
+    ("view-unknown-collection", _set("hub.canonical_views", {"amber": "nope"}), "hub.canonical_views.amber",
+     "no collection named 'nope'"),
+    ("view-not-stricter", _set("hub.canonical_views", {"green": "secret"}), "hub.canonical_views.green",
+     "must be stricter than hub.canonical_audience (TLP:GREEN)"),
+    ("view-is-the-canonical-collection", _set("hub.canonical_views", {"amber": "canonical"}),
+     "hub.canonical_views.amber", "already holds another audience's canonical indicators"),
+    ("two-views-one-collection", _set("hub.canonical_views", {"amber": "secret", "red": "secret"}),
+     "hub.canonical_views.red", "already holds another audience's canonical indicators"),
+    ("view-without-canonical", lambda raw: (raw["hub"].pop("canonical_collection"),
+                                            raw["hub"].update(canonical_views={"amber": "secret"})),
+     "hub.canonical_views.amber", "needs hub.canonical_collection"),
+    ("pull-into-a-view", lambda raw: (raw["hub"].update(canonical_views={"amber": "secret"}),
+                                      raw.setdefault("peers", []).append(
+                                          {"id": "de", "name": "DE", "country": "DE", "pull_into": "secret",
+                                           "api_root": "https://de.example/api/"})),
+     "peers[0].pull_into", "written by the hub only"),
 ]
+
+
+def test_canonical_views_resolve_to_collection_ids_strictest_last(base: Raw) -> None:
+    raw = copy.deepcopy(base)
+    raw["hub"]["canonical_views"] = {"red": "secret", "amber": "alerts"}
+    assert parse(raw).hub.canonical_views == ((Tlp.AMBER, ALERTS), (Tlp.RED, SECRET))
 
 
 @pytest.mark.parametrize(("change", "key", "problem"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])

@@ -107,6 +107,13 @@ class MergePolicy:
     collection_id: str
     audience: Tlp
     hub: HubIdentity
+    # Further audiences, each merged into a collection of its own: a recipient entitled to AMBER reads the merge
+    # of the claims up to AMBER under the same ids (issue #3: a recipient sees what its entitlement allows).
+    views: tuple[tuple[Tlp, str], ...] = ()
+
+    @property
+    def audiences(self) -> tuple[tuple[Tlp, str], ...]:
+        return ((self.audience, self.collection_id), *self.views)
 
 
 class Store(Protocol):

@@ -95,36 +95,77 @@ def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: 
     return f"sighting recorded on {target}"
 
 
-def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy) -> StixRecord | None:
-    """The new canonical version of one indicator, or None when what the audience sees did not change."""
-    row = conn.execute("SELECT created, modified, merged_hash FROM indicators WHERE id = ?",
-                       (indicator_id,)).fetchone()
+def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy) -> list[tuple[str, StixRecord]]:
+    """The new canonical versions of one indicator as (collection, record): one per audience whose view changed.
+
+    All views share one `modified` sequence (indicators.modified), so an id and `modified` never name two
+    different contents, whichever views a recipient reads."""
+    row = conn.execute("SELECT modified FROM indicators WHERE id = ?", (indicator_id,)).fetchone()
     if row is None:
-        return None
-    created, previous, previous_hash = row
+        return []
+    previous = row[0]
     claims = [unpack_claim(r[0]) for r in conn.execute(
         "SELECT data FROM claims WHERE indicator_id = ?", (indicator_id,))]
     sightings = [unpack_sighting(r[0]) for r in conn.execute(
         "SELECT data FROM sightings WHERE indicator_id = ?", (indicator_id,))]
-    merged = merge(claims, audience=policy.audience, hub=policy.hub, created=created or None,
-                   previous_modified=previous, sightings=sightings)
-    if merged is None:
-        return _withdrawn(conn, indicator_id, policy, previous) if previous_hash not in (None, _WITHDRAWN) else None
-    if merged.content_hash == previous_hash:
-        return None
-    record = read_record(merged.body)
-    conn.execute("UPDATE indicators SET created = ?, modified = ?, merged_hash = ? WHERE id = ?",
-                 (merged.created, record.version, merged.content_hash, indicator_id))
-    return record
+    out: list[tuple[str, StixRecord]] = []
+    for index, (audience, collection) in enumerate(policy.audiences):
+        state = _ViewState(conn, indicator_id, collection, primary=index == 0)
+        created, previous_hash = state.load()
+        merged = merge(claims, audience=audience, hub=policy.hub, created=created or None,
+                       previous_modified=previous, sightings=sightings)
+        if merged is None:
+            if previous_hash in (None, _WITHDRAWN):
+                continue
+            record = _withdrawn(conn, indicator_id, collection, previous)
+            if record is None:
+                continue
+            state.save(created, _WITHDRAWN)
+        elif merged.content_hash == previous_hash:
+            continue
+        else:
+            record = read_record(merged.body)
+            state.save(merged.created, merged.content_hash)
+        previous = record.version
+        conn.execute("UPDATE indicators SET modified = ? WHERE id = ?", (previous, indicator_id))
+        out.append((collection, record))
+    return out
 
 
 _WITHDRAWN = b"withdrawn"
 
 
-def _withdrawn(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy, previous: int) -> StixRecord | None:
+class _ViewState:
+    """(created, merged hash) of one indicator in one view: the first audience's in `indicators` (as before
+    views existed), the others' in `canonical_views`."""
+
+    def __init__(self, conn: sqlite3.Connection, indicator_id: str, collection: str, *, primary: bool) -> None:
+        self._conn, self._id, self._collection, self._primary = conn, indicator_id, collection, primary
+
+    def load(self) -> tuple[int, bytes | None]:
+        if self._primary:
+            row = self._conn.execute("SELECT created, merged_hash FROM indicators WHERE id = ?", (self._id,))
+        else:
+            row = self._conn.execute("SELECT created, merged_hash FROM canonical_views"
+                                     " WHERE collection = ? AND indicator_id = ?", (self._collection, self._id))
+        found = row.fetchone()
+        return (found[0], found[1]) if found is not None else (0, None)
+
+    def save(self, created: int, merged_hash: bytes) -> None:
+        if self._primary:
+            self._conn.execute("UPDATE indicators SET created = ?, merged_hash = ? WHERE id = ?",
+                               (created, merged_hash, self._id))
+        else:
+            self._conn.execute(
+                "INSERT INTO canonical_views (collection, indicator_id, created, merged_hash) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (collection, indicator_id) DO UPDATE SET created = excluded.created,"
+                " merged_hash = excluded.merged_hash", (self._collection, self._id, created, merged_hash))
+
+
+def _withdrawn(conn: sqlite3.Connection, indicator_id: str, collection: str, previous: int) -> StixRecord | None:
     """Every claim the audience could see has left (e.g. producers changed their patterns): revoke it."""
     row = conn.execute("SELECT body FROM objects WHERE collection = ? AND stix_id = ? AND is_last = 1",
-                       (policy.collection_id, indicator_id)).fetchone()
+                       (collection, indicator_id)).fetchone()
     if row is None:
         return None
     body = orjson.loads(row[0])
@@ -134,7 +175,4 @@ def _withdrawn(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy,
         provenance.update(claims=[], source_count=0)
         provenance.pop("countries", None)
     body["modified"] = format_timestamp(previous + MIN_STEP)
-    record = read_record(body)
-    conn.execute("UPDATE indicators SET modified = ?, merged_hash = ? WHERE id = ?",
-                 (record.version, _WITHDRAWN, indicator_id))
-    return record
+    return read_record(body)

@@ -64,3 +64,16 @@ MIGRATIONS += (
     CREATE INDEX sightings_by_indicator ON sightings(indicator_id);
     """,
 )
+
+MIGRATIONS += (
+    # 3: the merge state of the canonical views beyond the first audience (whose state stays in `indicators`).
+    """
+    CREATE TABLE canonical_views (
+        collection   TEXT NOT NULL,
+        indicator_id TEXT NOT NULL,
+        created      INTEGER NOT NULL,
+        merged_hash  BLOB NOT NULL,
+        PRIMARY KEY (collection, indicator_id)
+    ) WITHOUT ROWID;
+    """,
+)

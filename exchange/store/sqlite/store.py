@@ -100,8 +100,12 @@ class SQLiteStore:
     def _materialize(self, conn: sqlite3.Connection, touched: set[str]) -> None:
         if self._merge is None or not touched:
             return
-        records = [r for r in (materialize(conn, i, self._merge) for i in sorted(touched)) if r is not None]
-        self._insert_all(conn, self._merge.collection_id, records)
+        by_collection: dict[str, list[StixRecord]] = {}
+        for indicator_id in sorted(touched):
+            for collection, record in materialize(conn, indicator_id, self._merge):
+                by_collection.setdefault(collection, []).append(record)
+        for collection, records in by_collection.items():
+            self._insert_all(conn, collection, records)
 
     def _insert_all(self, conn: sqlite3.Connection, collection_id: str, records: list[StixRecord]) -> None:
         extremes = _version_extremes(conn, collection_id, {r.id for r in records})
