@@ -306,6 +306,18 @@ def test_sightings_of_producers_own_ids_attach_to_the_canonical_indicator(hub: H
                                                                                   ["FR", "PL"])
 
 
+def test_a_sighting_that_comes_before_its_indicator_attaches_when_the_indicator_arrives(hub: Hub) -> None:
+    early = post(hub, "writer", sighting(0xE3, W_DOMAIN["id"], 4))
+    (message,) = messages(early).values()
+    assert "no claim for yet" in message
+    assert DOMAIN_ID not in canonical_indicators(hub)
+    post(hub, "alice", A_DOMAIN)
+    assert "sightings" not in provenance(canonical_indicators(hub)[DOMAIN_ID])  # alice's id was not sighted
+    post(hub, "writer", W_DOMAIN)
+    sightings = provenance(canonical_indicators(hub)[DOMAIN_ID])["sightings"]
+    assert (sightings["count"], sightings["sources"]) == (4, ["writer"])
+
+
 def test_two_hubs_fed_the_same_indicators_agree_on_ids(hub: Hub, other_hub: Hub) -> None:
     feed_spellings(hub)
     post(other_hub, "writer", W_IP, W_DOMAIN_20, W_DOMAIN)  # other order, other first claimant

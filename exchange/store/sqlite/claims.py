@@ -66,6 +66,7 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
     conn.execute("INSERT INTO indicators (id, pattern, created) VALUES (?, ?, 0) ON CONFLICT (id) DO NOTHING",
                  (claim.indicator_id, claim.pattern))
     touched.add(claim.indicator_id)
+    conn.execute("UPDATE sightings SET indicator_id = ? WHERE indicator_id = ?", (claim.indicator_id, claim.producer_id))
     others = [c for c in (unpack_claim(r[0]) for r in conn.execute(
         "SELECT data FROM claims WHERE indicator_id = ? AND NOT (source = ? AND producer_id = ?)",
         (claim.indicator_id, claim.key, claim.producer_id))) if c.tlp <= claim.tlp]
@@ -82,15 +83,19 @@ def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: 
         found = conn.execute(  # the sender's own claim first: another source may reuse the id
             "SELECT indicator_id FROM claims WHERE producer_id = ? ORDER BY source = ? DESC LIMIT 1",
             (target, sighting.source)).fetchone()
-        if found is None:
-            return f"stored; sighting of {target}, an indicator this hub has no claim for"
-        target = found[0]
+        if found is not None:
+            target = found[0]
+    # An unresolved sighting is kept under the id it names, and attached when a claim with that id arrives
+    # (upsert_claim): across envelopes and peers, nothing orders a sighting after the indicator it sights.
+    resolved = target != sighting.sighting_of or row is not None
     conn.execute(
         "INSERT INTO sightings (source, sighting_id, indicator_id, modified, data) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (source, sighting_id) DO UPDATE SET indicator_id = excluded.indicator_id,"
         " modified = excluded.modified, data = excluded.data WHERE excluded.modified > sightings.modified",
         (sighting.source, sighting.sighting_id, target, sighting.modified, pack_sighting(sighting)),
     )
+    if not resolved:
+        return f"stored; sighting of {target}, an indicator this hub has no claim for yet (attached when one arrives)"
     touched.add(target)
     return f"sighting recorded on {target}"
 
