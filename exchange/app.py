@@ -62,9 +62,11 @@ def claim_policy(settings: Settings, warn: Warn | None) -> ClaimPolicy:
     peers = {p.id: Source(name=p.account, country=p.country, trust=p.trust, relay=True) for p in settings.peers}
     sources |= {s.name: s for s in peers.values()}
     sources |= {a.username: peers[a.peer] for a in settings.accounts if a.peer is not None}
+    authors = {p.identity: frozenset({p.account, *(a.username for a in settings.accounts if a.peer == p.id)})
+               for p in settings.peers if p.identity}
     return ClaimPolicy(sources=sources, default_tlp=settings.hub.default_tlp, warn=warn,
                        enabled=settings.hub.canonical_collection is not None,
-                       hub_id=HubIdentity(settings.hub.identity_name).id)
+                       hub_id=HubIdentity(settings.hub.identity_name).id, authors=authors)
 
 
 def open_store(settings: Settings) -> Store:

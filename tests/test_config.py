@@ -148,7 +148,7 @@ BAD: list[tuple[str, Callable[[Raw], None], str, str]] = [
                                       raw.setdefault("peers", []).append(
                                           {"id": "de", "name": "DE", "country": "DE", "pull_into": "secret",
                                            "api_root": "https://de.example/api/"})),
-     "peers[0].pull_into", "written by the hub only"),
+     "peers[0].pull_into", "the canonical collections are written by the hub only"),
 ]
 
 

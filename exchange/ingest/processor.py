@@ -37,6 +37,9 @@ class ClaimPolicy:
     warn: Warn | None = None
     enabled: bool = True  # off for a hub without a canonical collection: a plain TAXII store
     hub_id: str = ""  # this hub's identity id: relayed claims that crossed it are echoes
+    # Identity id of each configured peer hub -> the accounts that speak for it. Anything authored by a peer hub
+    # (its canonical indicators, its alerts) is taken only from those: any other writer could forge it.
+    authors: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def source(self, account: str) -> Source:
         return self.sources.get(account) or Source(name=account)
@@ -61,6 +64,14 @@ def derive(obj: dict[str, Any], record: StixRecord, source: Source,
     return () if claim is None else (claim,)
 
 
+def _check_author(obj: dict[str, Any], account: str, policy: ClaimPolicy) -> None:
+    author = obj.get("created_by_ref")
+    allowed = policy.authors.get(author) if isinstance(author, str) else None
+    if allowed is not None and account not in allowed:
+        raise InvalidObject(f"created_by_ref {author} is a peer hub's identity: only that peer's accounts may "
+                            f"send what it authored, not {account!r}")
+
+
 def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
     """Split an envelope into storable records, their claims, and per-object rejections (pure; in a thread)."""
     policy = policy or ClaimPolicy()
@@ -78,6 +89,7 @@ def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
     for index, obj in enumerate(objects):
         try:
             record = read_record(obj)
+            _check_author(obj, env.account, policy)
             claims = derive(obj, record, source, policy)
             records.append(record)
             derived.append(claims)

@@ -116,6 +116,19 @@ def post(hub: Hub, user: str, objects: list[dict[str, Any]]) -> None:
     hub.call(lambda s: s.processor.wait_idle())
 
 
+def post_status(hub: Hub, user: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """POST, wait for processing, and return the final TAXII status resource."""
+    response = requests.post(hub.collection_url(INBOX) + "objects/", json={"objects": objects},
+                             auth=(user, PASSWORDS[user]), headers={"Content-Type": TAXII, "Accept": TAXII}, timeout=10)
+    assert response.status_code == 202, response.text
+    hub.call(lambda s: s.processor.wait_idle())
+    status = requests.get(f"{hub.api}status/{response.json()['id']}/", auth=(user, PASSWORDS[user]),
+                          headers={"Accept": TAXII}, timeout=10)
+    status.raise_for_status()
+    body: dict[str, Any] = status.json()
+    return body
+
+
 def alerts_seen(hub: Hub, user: str) -> list[dict[str, Any]]:
     response = requests.get(hub.collection_url(ALERTS) + "objects/", params={"match[type]": "grouping",
                                                                              "match[version]": "all"},
@@ -243,6 +256,13 @@ name = "CERT-PEER"
 country = "NL"
 api_root = "http://127.0.0.1:9/api/"
 identity = "{peer.id}"
+
+[[accounts]]
+username = "cert-peer"
+kind = "peer"
+peer = "cert-peer"
+password_hash = "{hash_password('cert-peer-pw')}"
+can_write = ["inbox"]
 """)
     pattern = "[domain-name:value = 'spreading.example']"
     target = indicator_id(canonical_pattern(pattern))
@@ -256,14 +276,19 @@ identity = "{peer.id}"
     with serve_in_thread(config, env={"BANK_SECRET": SECRET}) as hub:
         post(hub, "alice", [indicator(1, pattern)])  # France, locally: one country, no alert yet
         assert alerts_seen(hub, "alice") == []
-        post(hub, "alice", [theirs])  # the peer hub's alert arrives (pulled or pushed into the inbox)
+        forged = post_status(hub, "alice", [theirs])  # anyone else sending what the peer authored is refused
+        [refusal] = forged["failures"]
+        assert refusal["id"] == theirs["id"]
+        assert "only that peer's accounts may send what it authored, not 'alice'" in refusal["message"]
+        assert alerts_seen(hub, "alice") == []
+        post(hub, "cert-peer", [theirs])  # the peer hub's alert arrives (pushed by the peer into the inbox)
         wait_for(lambda: alerts_seen(hub, "alice"), within=20, what="the merged alert")
         [ours] = alerts_seen(hub, "alice")
         ext = ours["extensions"]["extension-definition--dce24f9a-9bf0-43c2-894a-3b8570a32d7e"]
         assert ours["id"] == theirs["id"]  # one alert per threat, on every hub
         assert (ext["countries"], ext["source_count"]) == (["DE", "FR", "PL"], 3)
         again = {**theirs, "modified": format_timestamp(now + 1000)}  # a newer version, nothing new in it
-        post(hub, "alice", [again])
+        post(hub, "cert-peer", [again])
         time.sleep(0.5)
         hub.call(lambda s: s.processor.wait_idle())
         assert len(alerts_seen(hub, "alice")) == 1  # no new version: countries and reporters were not recounted

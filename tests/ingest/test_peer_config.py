@@ -69,7 +69,7 @@ def test_a_peer_gets_typed_settings_and_defaults(base: Raw) -> None:
     ({"colour": "blue"}, "'colour' was unexpected"),
     ({"trust": 1.5}, "config key 'peers[0].trust'"),
     ({"poll_interval": 0}, "config key 'peers[0].poll_interval'"),
-    ({"pull_into": "canonical"}, "the canonical collection is written by the hub only"),
+    ({"pull_into": "canonical"}, "the canonical collections are written by the hub only"),
     ({"pull_into": "nowhere"}, "'peers[0].pull_into': no collection named 'nowhere'"),
     ({"auth": {"username": "hub"}}, "HTTP Basic needs both username and password_env"),
     ({"auth": {"username": "u", "password_env": "P", "token_env": "T"}}, "not both"),

@@ -66,7 +66,8 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
     conn.execute("INSERT INTO indicators (id, pattern, created) VALUES (?, ?, 0) ON CONFLICT (id) DO NOTHING",
                  (claim.indicator_id, claim.pattern))
     touched.add(claim.indicator_id)
-    conn.execute("UPDATE sightings SET indicator_id = ? WHERE indicator_id = ?", (claim.indicator_id, claim.producer_id))
+    conn.execute("UPDATE sightings SET indicator_id = ? WHERE indicator_id = ?",
+                 (claim.indicator_id, claim.producer_id))  # sightings that came first (upsert_sighting)
     others = [c for c in (unpack_claim(r[0]) for r in conn.execute(
         "SELECT data FROM claims WHERE indicator_id = ? AND NOT (source = ? AND producer_id = ?)",
         (claim.indicator_id, claim.key, claim.producer_id))) if c.tlp <= claim.tlp]
