@@ -48,7 +48,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_config_check(args: argparse.Namespace) -> int:
     import os
 
-    from exchange.config import load_settings, missing_secrets
+    from exchange.config import load_settings
+    from exchange.config_peers import missing_secrets
 
     settings = load_settings(Path(args.file))
     colls = sum(len(r.collections) for r in settings.api_roots)

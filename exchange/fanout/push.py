@@ -19,7 +19,7 @@ from urllib.parse import quote
 import orjson
 
 from exchange.audit.log import AuditEntry, AuditKind, AuditLog
-from exchange.config import PeerSettings
+from exchange.config_peers import PeerSettings
 from exchange.dedup.relay import view_for
 from exchange.errors import TransientError
 from exchange.model.timestamps import format_timestamp, now_micros

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from exchange.config import PeerSettings
+from exchange.config_peers import PeerSettings
 from exchange.errors import ConfigError
 from exchange.model.timestamps import format_timestamp
 from exchange.taxii.client import Credentials

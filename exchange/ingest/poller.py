@@ -19,7 +19,7 @@ from urllib.parse import quote
 import orjson
 
 from exchange.audit.log import AuditEntry, AuditKind, AuditLog
-from exchange.config import PeerSettings
+from exchange.config_peers import PeerSettings
 from exchange.errors import TransientError
 from exchange.ingest.journal import Envelope, Journal
 from exchange.ingest.peers import Garbage, PeerFailure, PeerProgress, PeerState, PeerSync

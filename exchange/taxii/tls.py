@@ -7,7 +7,8 @@ import ssl
 from collections.abc import Callable
 from pathlib import Path
 
-from exchange.config import PeerSettings, PeerTls, Settings, TlsSettings
+from exchange.config import Settings, TlsSettings
+from exchange.config_peers import PeerSettings, PeerTls
 from exchange.errors import ConfigError
 
 

@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from exchange.audit.log import AuditLog, read_entries
-from exchange.config import PeerSettings, parse_settings
+from exchange.config import parse_settings
+from exchange.config_peers import PeerSettings
 from exchange.errors import ConfigError, TransientError
 from exchange.ingest.journal import Journal
 from exchange.ingest.peers import PeerState, PeerSync, lag_seconds, peer_credentials
