@@ -13,9 +13,8 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
-import aiohttp
-
 from exchange import __version__
+from exchange.fanout.http1 import ConnectionPool, ProtocolError
 from exchange.fanout.queue import DeliveryQueue
 from exchange.fanout.records import Delivery, Subscription, WebhookChannel
 from exchange.fanout.signing import delivery_headers
@@ -36,7 +35,7 @@ ERROR_SNIPPET = 512  # bytes of a failed answer kept in last_error: enough to se
 class RetryPolicy:
     base: float = 2.0  # seconds: the first retry comes within 2 * base
     cap: float = 600.0  # the longest wait between two attempts: a recovered receiver hears within 10 min
-    recheck: float = 30.0  # an idle worker looks at its queue anyway: replays made by another process (CLI)
+    recheck: float = 30.0  # idle workers look at their queues anyway: replays made by another process (CLI)
     error_pause: float = 5.0  # after an unexpected error (the queue file, a bug) before the worker goes on
 
 
@@ -55,26 +54,24 @@ def next_attempt_at(entry: Delivery, now: int, max_retry: float, policy: RetryPo
     return min(now + int(delay * 1e6), deadline)
 
 
-async def post_delivery(session: aiohttp.ClientSession, channel: WebhookChannel, entry: Delivery,
+async def post_delivery(client: ConnectionPool, channel: WebhookChannel, entry: Delivery,
                         timestamp: int) -> str | None:
     """POST one entry, signed at `timestamp` (unix seconds); None on a 2xx, else what went wrong."""
     headers = {"Content-Type": STIX_MEDIA_TYPE, "User-Agent": USER_AGENT,
                **delivery_headers(channel.secret, entry.body, timestamp=timestamp, key=entry.idempotency_key,
                                   event_id=entry.id, attempt=entry.attempts + 1)}
-    timeout = aiohttp.ClientTimeout(total=channel.timeout)
     try:
         # No redirects: a POST that is redirected is a misconfigured URL, and following it would send the
-        # signed alert somewhere the member did not register.
-        async with session.post(channel.url, data=entry.body, headers=headers, timeout=timeout,
-                                allow_redirects=False) as resp:
-            if 200 <= resp.status < 300:
-                return None
-            snippet = (await resp.content.read(ERROR_SNIPPET)).decode("utf-8", "replace").strip()
-            return f"HTTP {resp.status}" + (f": {snippet}" if snippet else "")
+        # signed alert somewhere the member did not register. The client follows none.
+        answer = await client.post(channel.url, entry.body, headers, timeout=channel.timeout, keep=ERROR_SNIPPET)
     except TimeoutError:
         return f"no answer within {channel.timeout:g}s"
-    except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a URL yarl cannot take
+    except (OSError, ProtocolError, ValueError) as exc:  # ValueError: a URL that is not http(s) with a host
         return f"{type(exc).__name__}: {exc}"
+    if 200 <= answer.status < 300:
+        return None
+    snippet = answer.body.decode("utf-8", "replace").strip()
+    return f"HTTP {answer.status}" + (f": {snippet}" if snippet else "")
 
 
 class _Worker:
@@ -88,12 +85,12 @@ class _Worker:
     """
 
     def __init__(self, sub: Subscription, channel: WebhookChannel, queue: DeliveryQueue,
-                 session: aiohttp.ClientSession, policy: RetryPolicy, now: Callable[[], int],
+                 client: ConnectionPool, policy: RetryPolicy, now: Callable[[], int],
                  rng: random.Random) -> None:
         self.sub = sub
         self.channel = channel
         self._queue = queue
-        self._session = session
+        self._client = client
         self._policy = policy
         self._now = now
         self._rng = rng
@@ -105,6 +102,7 @@ class _Worker:
         self._caught_up = False  # the file had nothing pending at the last read, and nothing was missed since
         self._reading = False
         self._missed = False  # an announcement came during a read: the read may not have seen it
+        self._waiting_idle = False
 
     def wake(self) -> None:
         self._generation += 1
@@ -124,6 +122,12 @@ class _Worker:
         self._caught_up = False
         self._fresh.clear()
 
+    def recheck(self) -> None:
+        """The periodic look (the dispatcher's): the file may hold entries another process (the CLI) added."""
+        if self._waiting_idle:
+            self._forget()
+            self.wake()
+
     async def run(self) -> None:
         while True:
             generation = self._generation
@@ -133,19 +137,20 @@ class _Worker:
                 log.exception("webhook %s: unexpected error", self.sub.id)
                 self._forget()
                 wait = self._policy.error_pause
-            idle = wait is None
             if wait is None:
                 if generation == self._generation:
                     self.idle.set()
-                wait = self._policy.recheck
-            if wait > 0:
+                # No timer of its own while idle: the dispatcher's periodic recheck() stands in for a thousand.
+                self._waiting_idle = True
                 try:
-                    # asyncio.timeout, not wait_for: no task per wait (a thousand idle workers after each alert)
+                    await self._poke.wait()
+                finally:
+                    self._waiting_idle = False
+            elif wait > 0:
+                # asyncio.timeout, not wait_for: no task per wait
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):
                         await self._poke.wait()
-                except TimeoutError:
-                    if idle:  # the periodic look: the file may hold replays made by another process
-                        self._forget()
             self._poke.clear()
 
     async def step(self) -> float | None:
@@ -161,7 +166,7 @@ class _Worker:
         now = self._now()
         if entry.next_attempt_at > now:
             return (entry.next_attempt_at - now) / 1e6
-        error = await post_delivery(self._session, self.channel, entry, timestamp=now // 1_000_000)
+        error = await post_delivery(self._client, self.channel, entry, timestamp=now // 1_000_000)
         if error is None:
             await self._queue.mark_delivered(entry.id)
             self.outcome(self.sub.id, "delivered")
@@ -197,7 +202,7 @@ class _Worker:
 
 
 class WebhookDispatcher:
-    """Owns the webhook workers (a TaskGroup inside `run`) and their HTTP session.
+    """Owns the webhook workers (a TaskGroup inside `run`) and their HTTP connections (`client`, unless given).
 
     Wiring: `start()` in a cleanup_ctx and `stop()` after its yield, or run `run()` in a TaskGroup of your own;
     stop it before closing the queue. The queue's watch hook wakes the right workers after every enqueue or
@@ -206,15 +211,15 @@ class WebhookDispatcher:
 
     def __init__(self, queue: DeliveryQueue, subscriptions: Iterable[Subscription], *,
                  policy: RetryPolicy = RetryPolicy(), now: Callable[[], int] = now_micros,
-                 rng: random.Random | None = None, session: aiohttp.ClientSession | None = None) -> None:
+                 rng: random.Random | None = None, client: ConnectionPool | None = None) -> None:
         self._queue = queue
         self._subs = _webhooks(subscriptions)
         self.outcome: Callable[[str, str], None] = _ignore  # set before start(): told every attempt's outcome
         self._policy = policy
         self._now = now
         self._rng = rng or random.Random()
-        self._given_session = session
-        self._session: aiohttp.ClientSession | None = None
+        self._given_client = client
+        self._client: ConnectionPool | None = None
         self._group: asyncio.TaskGroup | None = None
         self._workers: dict[str, tuple[_Worker, asyncio.Task[None]]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -238,27 +243,39 @@ class WebhookDispatcher:
 
     async def run(self) -> None:
         """Deliver until cancelled."""
-        # One in-flight request per subscription already bounds the connections; the connector's default
-        # cap of 100 would instead let 100 hanging receivers starve every other subscriber. No cookie jar: a
-        # receiver's cookies must not ride along to the next member on the same host (and keeping the jar
-        # costs time on every request).
-        session = self._given_session or aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                                               cookie_jar=aiohttp.DummyCookieJar())
+        # One in-flight request per subscription already bounds the connections: a cap on them would let a
+        # few hanging receivers starve every other subscriber. The client keeps no cookies: a receiver's must
+        # not ride along to the next member on the same host.
+        client = self._given_client or ConnectionPool()
         unwatch = self._queue.watch(self._offer)
         try:
             async with asyncio.TaskGroup() as group:
-                self._session, self._group = session, group
+                self._client, self._group = client, group
                 for sub in self._subs.values():
                     self._spawn(sub)
                 self._ready.set()
-                await asyncio.Event().wait()  # the workers run in the group until cancellation
+                await self._recheck()  # the workers run in the group until cancellation
         finally:
             unwatch()
             self._ready.clear()
             self._group = None
             self._workers.clear()
-            if self._given_session is None:
-                await session.close()
+            if self._given_client is None:
+                await client.close()
+
+    async def _recheck(self) -> None:
+        """Now and then, idle workers whose subscription has entries pending in the file look at it again (one
+        query here rather than a timer and a read per worker: a thousand idle workers after every alert)."""
+        while True:
+            await asyncio.sleep(self._policy.recheck)
+            try:
+                pending = await self._queue.pending_subscriptions()
+            except Exception:  # the file's trouble shows in the workers' own reads; try again next time
+                log.exception("webhook recheck failed")
+                continue
+            for sub_id in pending:
+                if (found := self._workers.get(sub_id)) is not None:
+                    found[0].recheck()
 
     def set_subscriptions(self, subscriptions: Iterable[Subscription]) -> None:
         """Follow a changed configuration: workers of removed or changed subscriptions stop (an entry in
@@ -297,8 +314,8 @@ class WebhookDispatcher:
         await asyncio.gather(*(w.idle.wait() for w in workers))
 
     def _spawn(self, sub: Subscription) -> None:
-        assert self._group is not None and self._session is not None and isinstance(sub.channel, WebhookChannel)
-        worker = _Worker(sub, sub.channel, self._queue, self._session, self._policy, self._now, self._rng)
+        assert self._group is not None and self._client is not None and isinstance(sub.channel, WebhookChannel)
+        worker = _Worker(sub, sub.channel, self._queue, self._client, self._policy, self._now, self._rng)
         worker.outcome = self.outcome
         task = self._group.create_task(worker.run(), name=f"webhook:{sub.id}")
         self._workers[sub.id] = (worker, task)

@@ -177,6 +177,23 @@ async def test_subscriptions_can_change_while_running(tmp_path: Path) -> None:
             assert (len(old.requests), len(new.delivered)) == (0, 1)
 
 
+async def test_entries_another_process_queued_are_sent_at_the_periodic_look(tmp_path: Path) -> None:
+    async with receivers(Receiver()) as [rx]:
+        sub = subscription("acme-hook", webhook(rx.url))
+        async with hub(tmp_path, [sub]) as (_, dispatcher, members):
+            # The CLI's queue on the same file: the dispatcher hears nothing of what it adds.
+            other = DeliveryQueue(tmp_path / "fanout.db")
+            await other.start()
+            try:
+                [entry] = await publish(other, members, notice(1))
+            finally:
+                await other.close()
+            async with asyncio.timeout(10):  # FAST.recheck is half a second
+                await rx.until(lambda r: len(r.delivered) == 1)
+                await dispatcher.wait_idle()
+            assert rx.delivered[0].headers[IDEMPOTENCY_HEADER] == entry.idempotency_key
+
+
 class Highest(random.Random):
     """Full jitter at its ceiling: the longest wait the policy allows."""
 
