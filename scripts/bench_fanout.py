@@ -13,7 +13,8 @@ Alerts open at two countries.
 2. throughput, per round: the same with M fresh domains in one envelope: M alerts, M x N deliveries; alert
    versions/s = M / (time until the last subscriber has the last alert).
 
-Figures are medians over the rounds with their spread ((max - min) / median). Target: p99 < 250 ms.
+Figures are medians over the rounds with their spread ((max - min) / median). Target: p99 < 250 ms. The receivers
+are scripts/bench/webhook_receivers.py; `python -m scripts.bench` runs run() with the other benchmarks.
 
     python scripts/bench_fanout.py                      # N=1,000 subscribers, 7 latency rounds, 3 of M=20 alerts
     python scripts/bench_fanout.py --smoke              # N=20, 2 + 1 rounds of M=3: checks that it works
@@ -25,11 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
-import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +49,13 @@ from exchange.model.timestamps import format_timestamp, now_micros  # noqa: E402
 from exchange.normalize.ids import indicator_id  # noqa: E402
 from exchange.normalize.patterns import canonical_pattern  # noqa: E402
 from exchange.policy.credentials import hash_password  # noqa: E402
+from scripts.bench import stats  # noqa: E402
+from scripts.bench.machine import machine  # noqa: E402
+from scripts.bench.procfs import cpu_seconds  # noqa: E402
+from scripts.bench.profile import Sampler  # noqa: E402
+from scripts.bench.stats import percentile  # noqa: E402
+from scripts.bench.webhook_receivers import SECRET, Receipt, Receivers  # noqa: E402
+from scripts.medallion_peer import free_port, stop_process_group  # noqa: E402
 
 HOST = "127.0.0.1"
 TAXII = "application/taxii+json;version=2.1"
@@ -60,126 +64,8 @@ CANONICAL = "c7484c5c-18c8-4bcc-acb0-d4d778671765"
 ALERTS = "2e708668-f712-4202-973a-8e410eea1a3a"
 PASSWORD = "bench-password"
 REPORTERS = {"rep-de": "DE", "rep-fr": "FR"}
-SECRET = "bench-webhook-secret"
 TARGET_P99 = 0.250  # seconds, issue #5
 READY_TIMEOUT = 60.0
-
-
-# --- receivers (a child process of this script) ----------------------------------------------------------------
-
-
-def serve_receivers(port: int) -> None:
-    """The members' endpoints: POST /hook/<n> records (n, idempotency key, arrival, signature ok); the driver
-    reads the records with GET /receipts?since=<index> and counts them with GET /count."""
-    import asyncio
-
-    from aiohttp import web
-
-    from exchange.fanout.signing import IDEMPOTENCY_HEADER, verify
-
-    records: list[tuple[int, str, float, bool]] = []
-    arrived_one = asyncio.Event()
-
-    async def hook(request: web.Request) -> web.Response:
-        body = await request.read()
-        arrived = time.monotonic()
-        ok = verify(SECRET, request.headers, body, time.time())
-        records.append((int(request.match_info["n"]), request.headers.get(IDEMPOTENCY_HEADER, ""), arrived, ok))
-        arrived_one.set()
-        return web.Response(status=204)
-
-    async def count(request: web.Request) -> web.Response:
-        """The number of receipts, once there are at least ?until= of them (or ?within= seconds passed): the
-        driver waits here instead of polling, which would steal the receivers' time while they are measured."""
-        until, within = int(request.query.get("until", "0")), float(request.query.get("within", "0"))
-        deadline = time.monotonic() + within
-        while True:
-            arrived_one.clear()  # before the check: a receipt after it sets the event again
-            if len(records) >= until or (left := deadline - time.monotonic()) <= 0:
-                break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(arrived_one.wait(), left)
-        return web.Response(text=str(len(records)))
-
-    async def receipts(request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps(records[int(request.query.get("since", "0")):]),
-                            content_type="application/json")
-
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/hook/{n}", hook)
-        app.router.add_get("/count", count)
-        app.router.add_get("/receipts", receipts)
-        # backlog: a thousand subscribers connect at once on the first alert.
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, HOST, port, backlog=4096).start()
-        print("ready", flush=True)
-        await asyncio.Event().wait()
-
-    asyncio.run(main())
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    subscriber: int
-    key: str
-    arrived: float  # time.monotonic() in the receiver process
-    signed: bool
-
-
-class Receivers:
-    """The receiver processes, each with its share of the subscribers' paths."""
-
-    def __init__(self, count: int, workdir: Path) -> None:
-        self.ports = [free_port() for _ in range(count)]
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.seen = [0] * count  # receipts already read, per process
-        for port in self.ports:
-            log = (workdir / f"receiver-{port}.log").open("wb")
-            proc = subprocess.Popen([sys.executable, __file__, "--serve-receivers", str(port)], cwd=REPO,
-                                    stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-            self.procs.append(proc)
-        for proc in self.procs:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != b"ready":
-                raise RuntimeError(f"a receiver did not start (see {workdir})")
-        self.session = requests.Session()
-
-    def url(self, subscriber: int) -> str:
-        return f"http://{HOST}:{self.ports[subscriber % len(self.ports)]}/hook/{subscriber}"
-
-    def counts(self) -> list[int]:
-        return [int(self.session.get(f"http://{HOST}:{p}/count", timeout=10).text) for p in self.ports]
-
-    def share(self, subscribers: int) -> list[int]:
-        """How many of the subscribers each receiver process serves."""
-        return [len(range(index, subscribers, len(self.ports))) for index in range(len(self.ports))]
-
-    def wait(self, targets: list[int], within: float) -> None:
-        """Until each receiver process holds its target number of receipts."""
-        deadline = time.monotonic() + within
-        for port, target in zip(self.ports, targets, strict=True):
-            left = max(0.0, deadline - time.monotonic())
-            got = int(self.session.get(f"http://{HOST}:{port}/count", params={"until": target, "within": left},
-                                       timeout=left + 10).text)
-            if got < target:
-                raise TimeoutError(f"{got} of {target} deliveries at receiver {port} after {within:.0f}s")
-
-    def take(self) -> list[Receipt]:
-        """The receipts that arrived since the last take()."""
-        out = []
-        for index, port in enumerate(self.ports):
-            rows = self.session.get(f"http://{HOST}:{port}/receipts", params={"since": self.seen[index]},
-                                    timeout=30).json()
-            self.seen[index] += len(rows)
-            out += [Receipt(*row) for row in rows]
-        return out
-
-    def close(self) -> None:
-        self.session.close()
-        for proc in self.procs:
-            stop(proc)
 
 
 # --- the hub ---------------------------------------------------------------------------------------------------
@@ -233,16 +119,6 @@ title = "Alerts"
     return path
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far; 0.0 where /proc is missing. Unlike the
-    latencies, it does not depend on what else the machine is running."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (proc(5) 14, 15)
-
-
 @contextlib.contextmanager
 def run_hub(config: Path) -> Iterator[tuple[str, int]]:
     """`python -m exchange serve` on a free port; yields its base URL and pid; SIGTERM (then SIGKILL) on exit."""
@@ -266,24 +142,8 @@ def run_hub(config: Path) -> Iterator[tuple[str, int]]:
             time.sleep(0.1)
         yield base, proc.pid
     finally:
-        stop(proc)
+        stop_process_group(proc)
         log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
 
 
 # --- the driver ------------------------------------------------------------------------------------------------
@@ -344,38 +204,6 @@ class Driver:
         return max(r.arrived for r in receipts), receipts
 
 
-def percentile(values: list[float], share: float) -> float:
-    """Nearest-rank percentile: p99 of 1,000 values is the 990th smallest."""
-    ordered = sorted(values)
-    rank = math.ceil(share * len(ordered))  # 1-based
-    return ordered[min(len(ordered), max(rank, 1)) - 1]
-
-
-@dataclass(slots=True)
-class Series:
-    unit: str
-    values: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def spread(self) -> float:
-        return (max(self.values) - min(self.values)) / self.median if self.median else 0.0
-
-    def line(self, label: str, scale: float = 1.0, digits: int = 1) -> str:
-        def f(v: float) -> str:
-            return f"{v * scale:>10,.{digits}f}"
-
-        return (f"{label:<28}{f(self.median)}{f(min(self.values))}{f(max(self.values))}{100 * self.spread:>9.1f}%"
-                f"  {self.unit}")
-
-    def summary(self) -> dict[str, Any]:
-        return {"unit": self.unit, "median": self.median, "min": min(self.values), "max": max(self.values),
-                "spread": self.spread, "runs": self.values}
-
-
 def check(receipts: list[Receipt], subscribers: int, alerts: int, problems: list[str], where: str) -> None:
     """Every subscriber got each alert once, signed."""
     per_subscriber: dict[int, set[str]] = {}
@@ -387,17 +215,6 @@ def check(receipts: list[Receipt], subscribers: int, alerts: int, problems: list
                         f"{alerts} to each of {subscribers}")
     if not all(r.signed for r in receipts):
         problems.append(f"{where}: {sum(not r.signed for r in receipts)} deliveries failed signature verification")
-
-
-def machine() -> dict[str, Any]:
-    model = platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text(errors="replace").splitlines()
-                      if line.startswith("model name")), model)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cores": usable, "platform": platform.platform(),
-            "python": platform.python_version()}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -419,9 +236,98 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@dataclass(slots=True)
+class Measured:
+    """Seconds (ms for the CPU) of each latency round and alerts/s of each throughput round."""
+
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    last: list[float] = field(default_factory=list)
+    hub_cpu: list[float] = field(default_factory=list)
+    alert_versions: list[float] = field(default_factory=list)
+    deliveries: list[float] = field(default_factory=list)
+    cold: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def measure(subscribers: int, receiver_count: int, rounds: int, burst: int, burst_rounds: int,
+            sampler: Sampler | None = None) -> Measured:
+    """One hub, one cold round, `rounds` latency rounds, `burst_rounds` throughput rounds; with a sampler, py-spy
+    records the hub over as many extra latency rounds afterwards (not measured)."""
+    m = Measured()
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
+        workdir = Path(tmp)
+        receivers = Receivers(receiver_count, workdir)
+        try:
+            started = time.monotonic()
+            with run_hub(hub_config(workdir, receivers, subscribers)) as (base, pid):
+                print(f"hub ready in {time.monotonic() - started:.1f} s", flush=True)
+                driver = Driver(base, pid, receivers, subscribers)
+                cold_last, cold = driver.alert(1)
+                check(cold, subscribers, 1, m.problems, "cold round")
+                times = [r.arrived for r in cold]
+                m.cold = {"p50": percentile(times, 0.5), "p99": percentile(times, 0.99), "last": cold_last}
+                print(f"cold round (connections opened): p50 {1e3 * m.cold['p50']:.1f} ms, p99 "
+                      f"{1e3 * m.cold['p99']:.1f} ms, last {1e3 * cold_last:.1f} ms", flush=True)
+                for n in range(1, rounds + 1):
+                    last, receipts = driver.alert(1)
+                    check(receipts, subscribers, 1, m.problems, f"round {n}")
+                    times = [r.arrived for r in receipts]
+                    m.p50.append(percentile(times, 0.5))
+                    m.p99.append(percentile(times, 0.99))
+                    m.last.append(last)
+                    m.hub_cpu.append(driver.hub_cpu)
+                    print(f"round {n}/{rounds}: p50 {1e3 * m.p50[-1]:.1f} ms, p99 {1e3 * m.p99[-1]:.1f} ms, last "
+                          f"{1e3 * last:.1f} ms; hub CPU {1e3 * driver.hub_cpu:.0f} ms", flush=True)
+                for n in range(1, burst_rounds + 1):
+                    last, receipts = driver.alert(burst)
+                    check(receipts, subscribers, burst, m.problems, f"burst {n}")
+                    m.alert_versions.append(burst / last)
+                    m.deliveries.append(len(receipts) / last)
+                    print(f"burst {n}/{burst_rounds}: {burst} alerts to every subscriber in {last:.2f} s: "
+                          f"{m.alert_versions[-1]:,.1f} alert versions/s, {m.deliveries[-1]:,.0f} deliveries/s",
+                          flush=True)
+                if sampler and sampler.enabled:
+                    with sampler.record(f"fanout-hub-{subscribers}", pid):
+                        for _ in range(rounds):
+                            driver.alert(1)
+        finally:
+            receivers.close()
+    return m
+
+
+def run(subscribers: int, rounds: int, *, receivers: int = 1, burst: int = 20, burst_rounds: int = 3,
+        sampler: Sampler | None = None) -> dict[str, Any]:
+    """The suite's entry: each latency round is one run of the whole path, ingest to the last webhook."""
+    m = measure(subscribers, receivers, rounds, burst, burst_rounds, sampler)
+    figures = {
+        "p50": stats.summary([1e3 * v for v in m.p50], "ms", "p50 ingest-to-delivery", higher_is_better=False),
+        "p99": stats.summary([1e3 * v for v in m.p99], "ms", "p99 ingest-to-delivery", higher_is_better=False),
+        "last": stats.summary([1e3 * v for v in m.last], "ms", "last subscriber", higher_is_better=False),
+        "hub_cpu": stats.summary([1e3 * v for v in m.hub_cpu], "ms", "hub CPU per alert (both reports)",
+                                 higher_is_better=False),
+        "alert_versions": stats.summary(m.alert_versions, "alerts/s", f"alert versions/s, {burst} at once"),
+        "deliveries": stats.summary(m.deliveries, "deliveries/s", f"webhook deliveries/s, {burst} alerts at once"),
+    }
+    targets = [stats.target(f"p99 for one alert to {subscribers:,} webhook subscribers", figures["p99"], "<",
+                            1e3 * TARGET_P99, "#5")]
+    return stats.result("fanout", f"Fan-out: one alert to {subscribers:,} webhook subscribers",
+                        {"subscribers": subscribers, "rounds": rounds, "receivers": receivers, "burst": burst,
+                         "burst_rounds": burst_rounds}, figures, {}, targets, m.problems,
+                        cold={k: 1e3 * v for k, v in m.cold.items()})
+
+
+def line(label: str, values: list[float], unit: str, scale: float = 1.0, digits: int = 1) -> str:
+    f = stats.summary([v * scale for v in values], unit)
+    return "".join(f"{f[k]:>10,.{digits}f}" for k in ("median", "min", "max")).join(
+        (f"{label:<28}", f"{100 * f['spread']:>9.1f}%  {unit}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_receivers:
+        from scripts.bench.webhook_receivers import serve_receivers
+
         serve_receivers(args.serve_receivers)
         return 0
     info = machine()
@@ -429,67 +335,36 @@ def main(argv: list[str] | None = None) -> int:
           f"python {info['python']}")
     print(f"{args.subscribers:,} webhook subscribers on {args.receivers} receiver process(es); {args.rounds} "
           f"latency rounds of 1 alert, {args.burst_rounds} throughput rounds of {args.burst} alerts", flush=True)
-    p50, p99, worst, cpu = Series("ms"), Series("ms"), Series("ms"), Series("ms hub CPU per alert")
-    rate, deliveries = Series("alert versions/s"), Series("deliveries/s")
-    problems: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
-        workdir = Path(tmp)
-        receivers = Receivers(args.receivers, workdir)
-        try:
-            started = time.monotonic()
-            with run_hub(hub_config(workdir, receivers, args.subscribers)) as (base, pid):
-                print(f"hub ready in {time.monotonic() - started:.1f} s", flush=True)
-                driver = Driver(base, pid, receivers, args.subscribers)
-                cold_last, cold = driver.alert(1)
-                check(cold, args.subscribers, 1, problems, "cold round")
-                cold_times = [r.arrived for r in cold]
-                print(f"cold round (connections opened): p50 {1e3 * percentile(cold_times, 0.5):.1f} ms, p99 "
-                      f"{1e3 * percentile(cold_times, 0.99):.1f} ms, last {1e3 * cold_last:.1f} ms", flush=True)
-                for n in range(1, args.rounds + 1):
-                    last, receipts = driver.alert(1)
-                    check(receipts, args.subscribers, 1, problems, f"round {n}")
-                    times = [r.arrived for r in receipts]
-                    p50.values.append(percentile(times, 0.5))
-                    p99.values.append(percentile(times, 0.99))
-                    worst.values.append(last)
-                    cpu.values.append(driver.hub_cpu)
-                    print(f"round {n}/{args.rounds}: p50 {1e3 * p50.values[-1]:.1f} ms, p99 {1e3 * p99.values[-1]:.1f} "
-                          f"ms, last {1e3 * last:.1f} ms; hub CPU {1e3 * driver.hub_cpu:.0f} ms", flush=True)
-                for n in range(1, args.burst_rounds + 1):
-                    last, receipts = driver.alert(args.burst)
-                    check(receipts, args.subscribers, args.burst, problems, f"burst {n}")
-                    rate.values.append(args.burst / last)
-                    deliveries.values.append(len(receipts) / last)
-                    print(f"burst {n}/{args.burst_rounds}: {args.burst} alerts to every subscriber in {last:.2f} s: "
-                          f"{rate.values[-1]:,.1f} alert versions/s, {deliveries.values[-1]:,.0f} deliveries/s",
-                          flush=True)
-        finally:
-            receivers.close()
+    m = measure(args.subscribers, args.receivers, args.rounds, args.burst, args.burst_rounds)
     print(f"\ningest-to-delivery, one alert to {args.subscribers:,} subscribers, {args.rounds} round(s)"
           f"\n{'':<28}{'median':>10}{'min':>10}{'max':>10}{'spread':>10}")
-    print(p50.line("p50", 1e3))
-    print(p99.line("p99", 1e3))
-    print(worst.line("last subscriber", 1e3))
-    print(cpu.line("hub CPU (both reports)", 1e3, 0))
+    print(line("p50", m.p50, "ms", 1e3))
+    print(line("p99", m.p99, "ms", 1e3))
+    print(line("last subscriber", m.last, "ms", 1e3))
+    print(line("hub CPU (both reports)", m.hub_cpu, "ms hub CPU per alert", 1e3, 0))
     print(f"throughput, {args.burst} alerts at once, {args.burst_rounds} round(s)")
-    print(rate.line("alert versions", 1.0, 1))
-    print(deliveries.line("deliveries", 1.0, 0))
-    met = p99.median < TARGET_P99
+    print(line("alert versions", m.alert_versions, "alert versions/s"))
+    print(line("deliveries", m.deliveries, "deliveries/s", 1.0, 0))
+    met = statistics.median(m.p99) < TARGET_P99
     print(f"target: p99 < {1e3 * TARGET_P99:.0f} ms {'met' if met else 'NOT met'}")
-    for problem in problems:
+    for problem in m.problems:
         print(f"ERROR: {problem}", file=sys.stderr)
     if args.json:
+        def summary(values: list[float], unit: str) -> dict[str, Any]:
+            return {k: v for k, v in stats.summary(values, unit).items() if k not in ("label", "q1", "q3",
+                                                                                     "higher_is_better")}
+
         args.json.write_text(json.dumps({
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "machine": info,
-            "latency": {"p50": p50.summary(), "p99": p99.summary(), "last": worst.summary(), "hub_cpu": cpu.summary(),
-                        "cold": {"p50": percentile(cold_times, 0.5), "p99": percentile(cold_times, 0.99),
-                                 "last": cold_last}},
-            "throughput": {"alert_versions": rate.summary(), "deliveries": deliveries.summary()},
+            "latency": {"p50": summary(m.p50, "ms"), "p99": summary(m.p99, "ms"), "last": summary(m.last, "ms"),
+                        "hub_cpu": summary(m.hub_cpu, "ms hub CPU per alert"), "cold": m.cold},
+            "throughput": {"alert_versions": summary(m.alert_versions, "alert versions/s"),
+                           "deliveries": summary(m.deliveries, "deliveries/s")},
             "target": {"p99": TARGET_P99, "met": met},
-            "problems": problems,
+            "problems": m.problems,
         }, indent=2))
-    if problems:
+    if m.problems:
         return 1
     return 2 if args.check_target and not met else 0
 

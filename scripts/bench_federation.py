@@ -9,12 +9,15 @@
 
     python scripts/bench_federation.py                       # N=20,000 from a hub, 5,000 from medallion
     python scripts/bench_federation.py --n 100000 --skip-medallion
+`python -m scripts.bench` runs run(): several runs, each pulling N from a hub and, side by side, a smaller N
+from a hub and from medallion, for run-by-run ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sqlite3
@@ -26,6 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import requests
@@ -35,6 +39,8 @@ if str(REPO) not in sys.path:  # run as `python scripts/bench_federation.py` fro
     sys.path.insert(0, str(REPO))
 
 from exchange.policy.credentials import hash_password  # noqa: E402
+from scripts.bench import stats  # noqa: E402
+from scripts.bench.profile import Sampler  # noqa: E402
 from scripts.medallion_peer import free_port, run_medallion, stop_process_group, wait_until_ready  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -186,6 +192,16 @@ class Result:
     journal_s: float
     stored_s: float
 
+    @property
+    def overall_rate(self) -> float:
+        """Objects stored and merged per second from B's launch (its startup included)."""
+        return self.n / self.stored_s
+
+    @property
+    def pull_rate(self) -> float:
+        """Objects journaled per second from the first page on: the pull itself."""
+        return self.n / (self.journal_s - self.first_page_s) if self.journal_s > self.first_page_s else math.nan
+
     def show(self) -> str:
         def rate(until: float) -> str:
             # From launch (startup included), and from the first page on (the pull itself).
@@ -198,25 +214,28 @@ class Result:
 
 
 def pull_with_b(workdir: Path, api_root: str, collection: str, user: str, password: str, n: int,
-                page_size: int, label: str) -> Result:
+                page_size: int, label: str, sampler: Sampler | None = None) -> Result:
+    """B pulls from the peer; with a sampler, py-spy records B for the whole pull (the run is then not a measured
+    one: attaching costs the driver half a second)."""
     config = hub_config(workdir / "b", peer_toml(api_root, collection, user, page_size))
     data_dir = workdir / "b" / "data"
     start = time.monotonic()  # pollers start with the hub: the clock includes B's startup
-    with run_hub(config, {"BENCH_PEER_PASSWORD": password}):
+    with run_hub(config, {"BENCH_PEER_PASSWORD": password}) as (_, proc), \
+            (sampler.record(f"federation-hub-b-{n}", proc.pid) if sampler else contextlib.nullcontext()):
         first = wait(lambda: journaled(data_dir), 1, 1800, "B's first page")
         journal_done = wait(lambda: journaled(data_dir), n, 1800, "B journaling")
         stored_done = wait(lambda: stored(data_dir), n, 1800, "B storing")
     return Result(label, n, first - start, journal_done - start, stored_done - start)
 
 
-def bench_hub(workdir: Path, n: int, page_size: int) -> Result:
+def bench_hub(workdir: Path, n: int, page_size: int, sampler: Sampler | None = None) -> Result:
     a_config = hub_config(workdir / "a")
     with run_hub(a_config) as (a_api, _):
         t = time.monotonic()
         post(f"{a_api}collections/{INBOX}/", indicators(n), (USER, PASSWORD), batch=1000)
         wait(lambda: stored(workdir / "a" / "data"), n, 1800, "A storing the seed")
         print(f"  seeded hub A with {n:,} objects in {time.monotonic() - t:.1f}s", flush=True)
-        return pull_with_b(workdir, a_api, INBOX, PEER_USER, PEER_PASSWORD, n, page_size, "hub -> hub")
+        return pull_with_b(workdir, a_api, INBOX, PEER_USER, PEER_PASSWORD, n, page_size, "hub -> hub", sampler)
 
 
 def bench_medallion(workdir: Path, n: int) -> Result:
@@ -227,6 +246,54 @@ def bench_medallion(workdir: Path, n: int) -> Result:
         # medallion caps pages at its max_page_size (1000 in scripts/medallion_peer.py).
         return pull_with_b(workdir, peer.api_root_url, peer.collection_id, peer.user, peer.password, n, 1000,
                            "medallion -> hub")
+
+
+def run(size: int, runs: int, *, pair_n: int = 2_000, page_size: int = 1000,
+        sampler: Sampler | None = None) -> dict[str, Any]:
+    """Each run: B pulls N=size from hub A, then pair_n from a hub and pair_n from medallion, back to back; the
+    ratio is run i's hub -> hub over run i's medallion -> hub at pair_n, both from B's launch (B's startup is in
+    both). With a sampler, one more pull of N is profiled."""
+    big: list[Result] = []
+    pairs: dict[str, list[Result]] = {"hub": [], "medallion": []}
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-federation-") as tmp:
+        for i in range(runs):
+            work = Path(tmp) / f"run{i}"
+            try:
+                print(f"run {i + 1}/{runs}: hub -> hub, N={size:,}", flush=True)
+                big.append(bench_hub(work / "big", size, page_size))
+                print(big[-1].show(), flush=True)
+                print(f"run {i + 1}/{runs}: hub -> hub and medallion -> hub, N={pair_n:,}", flush=True)
+                # The same pull as the big one when the sizes agree (--quick): no need to time it twice.
+                same = pair_n == size and page_size == 1000
+                pairs["hub"].append(big[-1] if same else bench_hub(work / "pair-hub", pair_n, 1000))
+                pairs["medallion"].append(bench_medallion(work / "pair-medallion", pair_n))
+                print(pairs["hub"][-1].show(), pairs["medallion"][-1].show(), sep="\n", flush=True)
+            except (RuntimeError, TimeoutError) as exc:
+                problems.append(f"run {i + 1}: {type(exc).__name__}: {exc}")
+        if sampler and sampler.enabled:
+            print(f"profile: hub -> hub, N={size:,}, py-spy on B", flush=True)
+            bench_hub(Path(tmp) / "profile", size, page_size, sampler)
+    runs_ok = min(len(pairs["hub"]), len(pairs["medallion"]))
+    figures = {
+        "pull.hub": stats.summary([r.pull_rate for r in big], "objects/s", f"hub -> hub, N={size:,}: journaled "
+                                  "per second after the first page"),
+        "stored.hub": stats.summary([r.overall_rate for r in big], "objects/s", f"hub -> hub, N={size:,}: stored "
+                                    "and merged per second from B's launch"),
+        "first_page.hub": stats.summary([r.first_page_s for r in big], "s", f"hub -> hub, N={size:,}: B's launch "
+                                        "to its first journaled page", higher_is_better=False),
+    }
+    for peer, results in pairs.items():
+        figures[f"stored.{peer}@pair"] = stats.summary(
+            [r.overall_rate for r in results], "objects/s",
+            f"{peer} -> hub, N={pair_n:,}: stored and merged per second from B's launch")
+    ratios = {"stored.hub/medallion@pair": stats.pair_ratios(
+        [r.overall_rate for r in pairs["hub"][:runs_ok]], [r.overall_rate for r in pairs["medallion"][:runs_ok]],
+        f"N={pair_n:,} from B's launch: hub -> hub / medallion -> hub")}
+    return stats.result("federation", "Federation: a hub pulling from a peer hub and from medallion",
+                        {"n": size, "pair_n": pair_n, "runs": runs, "page_size": page_size}, figures, ratios, [],
+                        problems, runs_detail={"big": [vars(r) for r in big],
+                                               **{k: [vars(r) for r in v] for k, v in pairs.items()}})
 
 
 def main(argv: list[str] | None = None) -> int:
