@@ -1,7 +1,8 @@
 """Fan-out: subscriptions, per-member TLP views, the durable delivery queue, signed webhooks and SSE."""
 
 from exchange.fanout.publish import publish
-from exchange.fanout.queue import BACKLOG_CAP_REASON, DeliveryQueue, QueueLimits, StreamPosition
+from exchange.fanout.queue import DeliveryQueue, QueueLimits, StreamPosition
+from exchange.fanout.queue_sql import BACKLOG_CAP_REASON
 from exchange.fanout.records import (
     Channel,
     ChannelKind,

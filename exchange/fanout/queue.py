@@ -4,6 +4,7 @@ WAL with synchronous=FULL through the project's engine: `enqueue` returns after 
 accepted is lost on a crash. Each subscription has its own sequence (the SSE event ids) and a pending count
 kept in the same transactions as the entries, which the backlog cap reads without scanning. After a commit
 the queue tells in-process watchers (the webhook workers) and listeners (SSE connections) what it added.
+The schema and the SQL the engine's threads run are in queue_sql.py (payloads stored once: see there).
 """
 
 import asyncio
@@ -13,47 +14,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from exchange.fanout.records import ChannelKind, Delivery, DeliveryState, Outgoing, QueueStats
+from exchange.fanout.queue_sql import (
+    MIGRATIONS,
+    SELECT_DELIVERIES,
+    delivery_of,
+    enforce_cap,
+    insert_new,
+    leave_pending,
+    prune_settled,
+    queue_stats,
+    replay_dead,
+    settle_delivered,
+)
+from exchange.fanout.records import Delivery, DeliveryState, Outgoing, QueueStats
 from exchange.model.timestamps import now_micros
 from exchange.store.sqlite.engine import SQLiteEngine
 
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE streams (
-        subscription TEXT PRIMARY KEY,
-        last_seq     INTEGER NOT NULL DEFAULT 0,
-        acked_seq    INTEGER NOT NULL DEFAULT 0,
-        pending      INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE deliveries (
-        id              INTEGER PRIMARY KEY AUTOINCREMENT,
-        subscription    TEXT NOT NULL,
-        seq             INTEGER NOT NULL,
-        channel         TEXT NOT NULL,
-        alert_id        TEXT NOT NULL,
-        version         TEXT NOT NULL,
-        idem_key        TEXT NOT NULL,
-        body            BLOB NOT NULL,
-        state           TEXT NOT NULL DEFAULT 'pending',
-        attempts        INTEGER NOT NULL DEFAULT 0,
-        created_at      INTEGER NOT NULL,
-        queued_at       INTEGER NOT NULL,
-        next_attempt_at INTEGER NOT NULL,
-        last_error      TEXT,
-        settled_at      INTEGER,
-        UNIQUE (subscription, alert_id, version),
-        UNIQUE (subscription, seq)
-    );
-    CREATE INDEX deliveries_pending ON deliveries(subscription, seq) WHERE state = 'pending';
-    CREATE INDEX deliveries_dead ON deliveries(subscription, seq) WHERE state = 'dead';
-    CREATE INDEX deliveries_settled ON deliveries(settled_at) WHERE state != 'pending';
-    """,
-)
-BACKLOG_CAP_REASON = "backlog cap"
-_COLUMNS = ("id, subscription, seq, channel, alert_id, version, idem_key, body, state, attempts, created_at,"
-            " queued_at, next_attempt_at, last_error, settled_at")
 _DAY = 86_400
 
 
@@ -201,11 +178,11 @@ class DeliveryQueue:
         cap = self.limits.backlog_cap
 
         def job(conn: sqlite3.Connection) -> list[Delivery]:
-            added, pending = _insert_new(conn, outgoing, now)
+            added, pending = insert_new(conn, outgoing, now)
             evicted: set[int] = set()
             for subscription, count in pending.items():
                 if count > cap:  # only subscriptions past the cap pay for a look at their backlog
-                    evicted |= _enforce_cap(conn, subscription, cap, now)
+                    evicted |= enforce_cap(conn, subscription, cap, now)
             return [d for d in added if d.id not in evicted]
 
         added = await self._engine.write(job) if outgoing else []
@@ -235,7 +212,7 @@ class DeliveryQueue:
         if batch is None:
             return
         now, ids = self._now(), batch.ids
-        task = asyncio.ensure_future(self._engine.write(lambda conn: _settle_delivered(conn, ids, now)))
+        task = asyncio.ensure_future(self._engine.write(lambda conn: settle_delivered(conn, ids, now)))
         self._marking = task
         self._writing.add(task)
         task.add_done_callback(self._writing.discard)
@@ -255,7 +232,7 @@ class DeliveryQueue:
         now = self._now()
 
         def job(conn: sqlite3.Connection) -> None:
-            if _leave_pending(conn, delivery_id, allow_dead=False) is not None:
+            if leave_pending(conn, delivery_id, allow_dead=False) is not None:
                 conn.execute("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?,"
                              " settled_at = ? WHERE id = ?", (error, now, delivery_id))
 
@@ -286,46 +263,27 @@ class DeliveryQueue:
         return await self._replay("subscription = ? AND state = 'dead'", (subscription_id,))
 
     async def _replay(self, where: str, params: tuple[object, ...]) -> list[Delivery]:
-        now = self._now()
-        cap = self.limits.backlog_cap
-
-        def job(conn: sqlite3.Connection) -> list[Delivery]:
-            rows = conn.execute(f"SELECT id, subscription FROM deliveries WHERE {where} ORDER BY seq",
-                                params).fetchall()
-            out = []
-            for delivery_id, subscription in rows:
-                seq = _next_seq(conn, subscription)
-                row = conn.execute(
-                    "UPDATE deliveries SET state = 'pending', seq = ?, attempts = 0, queued_at = ?,"
-                    f" next_attempt_at = ?, last_error = NULL, settled_at = NULL WHERE id = ? RETURNING {_COLUMNS}",
-                    (seq, now, now, delivery_id)).fetchall()[0]
-                out.append(_delivery(row))
-            evicted: set[int] = set()
-            for subscription in {d.subscription_id for d in out}:
-                evicted |= _enforce_cap(conn, subscription, cap, now)
-            return [d for d in out if d.id not in evicted]
-
-        replayed = await self._engine.write(job)
+        now, cap = self._now(), self.limits.backlog_cap
+        replayed = await self._engine.write(lambda conn: replay_dead(conn, where, params, cap, now))
         self._announce(replayed)
         return replayed
 
     async def prune(self) -> int:
-        """Forget settled entries past their retention (call it now and then); returns how many."""
+        """Forget settled entries past their retention, and the payloads only they referenced (call it now and
+        then); returns how many entries."""
         now = self._now()
         delivered_before = now - int(self.limits.delivered_retention * 1e6)
         dead_before = now - int(self.limits.dead_retention * 1e6)
-        return await self._engine.write(lambda conn: conn.execute(
-            "DELETE FROM deliveries WHERE (state = 'delivered' AND settled_at < ?) OR (state = 'dead'"
-            " AND settled_at < ?)", (delivered_before, dead_before)).rowcount)
+        return await self._engine.write(lambda conn: prune_settled(conn, delivered_before, dead_before))
 
     # -- reads --
 
     async def head(self, subscription_id: str) -> Delivery | None:
         """The oldest pending entry: webhooks deliver in order, one at a time per subscription."""
         rows = await self._engine.read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT 1",
+            f"{SELECT_DELIVERIES} WHERE d.subscription = ? AND d.state = 'pending' ORDER BY d.seq LIMIT 1",
             (subscription_id,)).fetchall())
-        return _delivery(rows[0]) if rows else None
+        return delivery_of(rows[0]) if rows else None
 
     async def pending_subscriptions(self) -> set[str]:
         """The subscriptions with pending entries (the webhook workers' periodic look)."""
@@ -336,9 +294,9 @@ class DeliveryQueue:
     async def after(self, subscription_id: str, seq: int, limit: int) -> list[Delivery]:
         """Entries after `seq` that are not dead, in order: what an SSE client resuming there has not seen."""
         rows = await self._engine.read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE subscription = ? AND seq > ? AND state != 'dead'"
-            " ORDER BY seq LIMIT ?", (subscription_id, seq, limit)).fetchall())
-        return [_delivery(r) for r in rows]
+            f"{SELECT_DELIVERIES} WHERE d.subscription = ? AND d.seq > ? AND d.state != 'dead'"
+            " ORDER BY d.seq LIMIT ?", (subscription_id, seq, limit)).fetchall())
+        return [delivery_of(r) for r in rows]
 
     async def position(self, subscription_id: str) -> StreamPosition:
         row = await self._engine.read(lambda c: c.execute(
@@ -347,144 +305,25 @@ class DeliveryQueue:
 
     async def get(self, delivery_id: int) -> Delivery | None:
         rows = await self._engine.read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE id = ?", (delivery_id,)).fetchall())
-        return _delivery(rows[0]) if rows else None
+            f"{SELECT_DELIVERIES} WHERE d.id = ?", (delivery_id,)).fetchall())
+        return delivery_of(rows[0]) if rows else None
 
     async def entries(self, subscription_id: str, state: DeliveryState | None = None) -> list[Delivery]:
         """A subscription's entries in order (tests, diagnostics); the queue is bounded, so is this."""
-        where, params = ("subscription = ?", (subscription_id,)) if state is None else (
-            "subscription = ? AND state = ?", (subscription_id, state.value))
+        where, params = ("d.subscription = ?", (subscription_id,)) if state is None else (
+            "d.subscription = ? AND d.state = ?", (subscription_id, state.value))
         rows = await self._engine.read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY seq", params).fetchall())
-        return [_delivery(r) for r in rows]
+            f"{SELECT_DELIVERIES} WHERE {where} ORDER BY d.seq", params).fetchall())
+        return [delivery_of(r) for r in rows]
 
     async def dead_letters(self, subscription_id: str | None = None, *, limit: int = 100,
                            after_id: int = 0) -> list[Delivery]:
         """Dead letters by id (keyset pages: pass the last id as `after_id`), of one subscription or all."""
-        where = "state = 'dead' AND id > ?" + (" AND subscription = ?" if subscription_id is not None else "")
+        where = "d.state = 'dead' AND d.id > ?" + (" AND d.subscription = ?" if subscription_id is not None else "")
         params: tuple[object, ...] = (after_id, subscription_id) if subscription_id is not None else (after_id,)
         rows = await self._engine.read(lambda c: c.execute(
-            f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY id LIMIT ?", (*params, limit)).fetchall())
-        return [_delivery(r) for r in rows]
+            f"{SELECT_DELIVERIES} WHERE {where} ORDER BY d.id LIMIT ?", (*params, limit)).fetchall())
+        return [delivery_of(r) for r in rows]
 
     async def stats(self) -> list[QueueStats]:
-        return await self._engine.read(_stats)
-
-
-def _insert_new(conn: sqlite3.Connection, outgoing: Sequence[Outgoing],
-                now: int) -> tuple[list[Delivery], dict[str, int]]:
-    """Insert the entries not queued before (same subscription, alert and version), in order; returns them and
-    the pending count of each subscription they went to.
-
-    Bulk statements (executemany), not two statements with RETURNING per entry: for a thousand subscribers
-    that is a third of the time, and it is on the path of every alert. So ids, sequence numbers and what is
-    already queued are worked out here. That is no check-then-insert race: the engine's transaction began
-    IMMEDIATE, so no other writer (the CLI's replay in another process) can come between the reads and the
-    writes; and the unique keys still refuse a duplicate (the job fails, nothing is lost).
-    """
-    subscriptions = list(dict.fromkeys(o.subscription_id for o in outgoing))
-    streams: dict[str, list[int]] = {}  # subscription -> [last_seq, pending]
-    queued: set[tuple[str, str, str]] = set()
-    for start in range(0, len(subscriptions), 300):  # SQLite's default limit is 999 parameters per statement
-        chunk = subscriptions[start:start + 300]
-        marks = ", ".join("?" * len(chunk))
-        for subscription, last_seq, pending in conn.execute(
-                f"SELECT subscription, last_seq, pending FROM streams WHERE subscription IN ({marks})", chunk):
-            streams[subscription] = [last_seq, pending]
-    for start in range(0, len(outgoing), 300):
-        keys = [(o.subscription_id, o.alert_id, o.version) for o in outgoing[start:start + 300]]
-        values = ", ".join(["(?, ?, ?)"] * len(keys))
-        queued.update(conn.execute(  # CROSS JOIN keeps this order: one lookup in the unique index per key
-            f"SELECT d.subscription, d.alert_id, d.version FROM (VALUES {values}) AS k CROSS JOIN deliveries AS d"
-            " ON d.subscription = k.column1 AND d.alert_id = k.column2 AND d.version = k.column3",
-            [v for key in keys for v in key]))
-    next_id = 1 + conn.execute(  # AUTOINCREMENT: never reuse the id of an entry pruned since
-        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0),"
-        " coalesce((SELECT max(id) FROM deliveries), 0))").fetchone()[0]
-    added: list[Delivery] = []
-    for o in outgoing:
-        key = (o.subscription_id, o.alert_id, o.version)
-        if key in queued:
-            continue
-        queued.add(key)
-        stream = streams.setdefault(o.subscription_id, [0, 0])
-        stream[0] += 1
-        stream[1] += 1
-        added.append(Delivery(id=next_id, subscription_id=o.subscription_id, seq=stream[0], channel=o.channel,
-                              alert_id=o.alert_id, version=o.version, idempotency_key=o.idempotency_key,
-                              body=o.body, state=DeliveryState.PENDING, attempts=0, created_at=now, queued_at=now,
-                              next_attempt_at=now, last_error=None, settled_at=None))
-        next_id += 1
-    conn.executemany(
-        "INSERT INTO deliveries (id, subscription, seq, channel, alert_id, version, idem_key, body, created_at,"
-        " queued_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [(d.id, d.subscription_id, d.seq, d.channel.value, d.alert_id, d.version, d.idempotency_key, d.body, now,
-          now, now) for d in added])
-    touched = {d.subscription_id: streams[d.subscription_id] for d in added}
-    conn.executemany(
-        "INSERT INTO streams (subscription, last_seq, pending) VALUES (?, ?, ?) ON CONFLICT (subscription)"
-        " DO UPDATE SET last_seq = excluded.last_seq, pending = excluded.pending",
-        [(subscription, last_seq, pending) for subscription, (last_seq, pending) in touched.items()])
-    return added, {subscription: pending for subscription, (_, pending) in touched.items()}
-
-
-def _next_seq(conn: sqlite3.Connection, subscription: str) -> int:
-    row = conn.execute("UPDATE streams SET last_seq = last_seq + 1, pending = pending + 1 WHERE subscription = ?"
-                       " RETURNING last_seq", (subscription,)).fetchall()
-    return int(row[0][0])
-
-
-def _settle_delivered(conn: sqlite3.Connection, ids: Sequence[int], now: int) -> None:
-    """mark_delivered for many entries: pending and dead ones become delivered, pending counts follow."""
-    for start in range(0, len(ids), 500):  # SQLite's default limit is 999 parameters per statement
-        chunk = ids[start:start + 500]
-        marks = ", ".join("?" * len(chunk))
-        pending = conn.execute(f"SELECT subscription, count(*) FROM deliveries WHERE id IN ({marks})"
-                               " AND state = 'pending' GROUP BY subscription", chunk).fetchall()
-        conn.executemany("UPDATE streams SET pending = pending - ? WHERE subscription = ?",
-                         [(count, subscription) for subscription, count in pending])
-        conn.execute(f"UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = ?,"
-                     f" last_error = NULL WHERE id IN ({marks}) AND state != 'delivered'", (now, *chunk))
-
-
-def _leave_pending(conn: sqlite3.Connection, delivery_id: int, *, allow_dead: bool) -> str | None:
-    """The entry's state if it may move on (keeping the pending count right), else None."""
-    row = conn.execute("SELECT state, subscription FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
-    if row is None or row[0] == DeliveryState.DELIVERED or (row[0] == DeliveryState.DEAD and not allow_dead):
-        return None
-    if row[0] == DeliveryState.PENDING:
-        conn.execute("UPDATE streams SET pending = pending - 1 WHERE subscription = ?", (row[1],))
-    return str(row[0])
-
-
-def _enforce_cap(conn: sqlite3.Connection, subscription: str, cap: int, now: int) -> set[int]:
-    """Dead-letter the oldest pending entries beyond the cap; returns their ids."""
-    pending = conn.execute("SELECT pending FROM streams WHERE subscription = ?", (subscription,)).fetchone()[0]
-    if pending <= cap:
-        return set()
-    rows = conn.execute(
-        "UPDATE deliveries SET state = 'dead', last_error = ?, settled_at = ? WHERE id IN (SELECT id FROM deliveries"
-        " WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT ?) RETURNING id",
-        (f"{BACKLOG_CAP_REASON}: more than {cap} pending", now, subscription, pending - cap)).fetchall()
-    conn.execute("UPDATE streams SET pending = pending - ? WHERE subscription = ?", (len(rows), subscription))
-    return {r[0] for r in rows}
-
-
-def _stats(conn: sqlite3.Connection) -> list[QueueStats]:
-    rows = conn.execute(
-        "SELECT s.subscription, s.pending, s.last_seq,"
-        " (SELECT count(*) FROM deliveries d WHERE d.subscription = s.subscription AND d.state = 'delivered'),"
-        " (SELECT count(*) FROM deliveries d WHERE d.subscription = s.subscription AND d.state = 'dead'),"
-        " (SELECT min(queued_at) FROM deliveries d WHERE d.subscription = s.subscription AND d.state = 'pending')"
-        " FROM streams s ORDER BY s.subscription").fetchall()
-    return [QueueStats(subscription_id=r[0], pending=r[1], last_seq=r[2], delivered=r[3], dead=r[4],
-                       oldest_pending_at=r[5]) for r in rows]
-
-
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    (id_, subscription, seq, channel, alert_id, version, key, body, state, attempts, created_at, queued_at,
-     next_attempt_at, last_error, settled_at) = row
-    return Delivery(id=id_, subscription_id=subscription, seq=seq, channel=ChannelKind(channel), alert_id=alert_id,
-                    version=version, idempotency_key=key, body=bytes(body), state=DeliveryState(state),
-                    attempts=attempts, created_at=created_at, queued_at=queued_at, next_attempt_at=next_attempt_at,
-                    last_error=last_error, settled_at=settled_at)
+        return await self._engine.read(queue_stats)

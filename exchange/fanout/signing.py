@@ -9,7 +9,7 @@ one match is enough. docs/members.md carries a standalone copy of `verify` for m
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 import orjson
@@ -37,10 +37,16 @@ def idempotency_key(subscription_id: str, alert_id: str, version: str) -> str:
     return uuid5_text(_KEY_NAMESPACE.bytes, name)  # = str(uuid.uuid5(...)), cheaper: one per subscription
 
 
-def bundle_id(key: str) -> str:
-    """The bundle's id follows from the idempotency key, so the signed body carries the key's identity too:
-    a receiver may deduplicate on the bundle id without trusting an unsigned header."""
-    return f"bundle--{uuid5_text(_BUNDLE_NAMESPACE.bytes, key)}"
+def bundle_id(alert_id: str, version: str, object_ids: Sequence[str]) -> str:
+    """The bundle's id follows from the alert version and the view (the ids of the objects a member may see),
+    not from the subscription: every subscriber with the same view gets the same bytes, which the delivery
+    queue stores once. It is covered by the signature, so a receiver may deduplicate on it (one alert version
+    reaches one subscription with one view); the idempotency key stays per subscription.
+
+    A JSON array as the name, as for the key: no separator can make two views collide.
+    """
+    name = orjson.dumps([alert_id, version, list(object_ids)]).decode()
+    return f"bundle--{uuid5_text(_BUNDLE_NAMESPACE.bytes, name)}"
 
 
 def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:

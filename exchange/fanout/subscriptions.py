@@ -6,7 +6,7 @@ hub's own organization), TLP:RED only when the object names the member (`x_excha
 nothing above the member's `max_tlp` ever does.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,10 +111,10 @@ def plan(members: Iterable[Member], notice: Notice, default_tlp: Tlp = Tlp.GREEN
     """One Outgoing per queued (webhook, SSE) subscription that matches and whose member may see the alert."""
     version = format_timestamp(parse_timestamp(notice.version))  # one text per instant: ".000Z" == "Z"
     judged = _Judged.of(notice, default_tlp)
-    # Members with the same entitlement see the same objects: serialize each distinct view once (a thousand
-    # members cost one orjson.dumps, not a thousand). Which of the notice's objects a view keeps decides it:
-    # the alert's refs lose the rest.
-    serialized: dict[tuple[int, ...], bytes] = {}
+    # Members with the same entitlement see the same objects: build each distinct view's bundle once (a
+    # thousand members cost one orjson.dumps, not a thousand). Which of the notice's objects a view keeps
+    # decides it: the alert's refs lose the rest.
+    bodies: dict[tuple[int, ...], bytes] = {}
     out: list[Outgoing] = []
     for member in members:
         subs = [s for s in member.subscriptions if s.channel.kind in QUEUED_CHANNELS and matches(s, notice)]
@@ -124,17 +124,19 @@ def plan(members: Iterable[Member], notice: Notice, default_tlp: Tlp = Tlp.GREEN
         if objects is None:
             continue
         shape = tuple(map(id, objects[1:]))  # the notice's own dicts, alive for the whole loop
-        if (payload := serialized.get(shape)) is None:
-            payload = serialized[shape] = orjson.dumps(objects)
-        for sub in subs:
-            key = idempotency_key(sub.id, notice.alert_id, version)
+        if (body := bodies.get(shape)) is None:
+            body = bodies[shape] = bundle_body(notice.alert_id, version, objects)
+        for sub in subs:  # one bytes object per view: the queue stores it once for all its subscribers
             out.append(Outgoing(subscription_id=sub.id, channel=sub.channel.kind, alert_id=notice.alert_id,
-                                version=version, idempotency_key=key, body=bundle_body(key, payload)))
+                                version=version, idempotency_key=idempotency_key(sub.id, notice.alert_id, version),
+                                body=body))
     return out
 
 
-def bundle_body(key: str, objects: bytes) -> bytes:
-    """The STIX 2.1 bundle (section 8; bundles carry no spec_version) around the objects' JSON array, byte for
-    byte what orjson.dumps of the whole bundle writes. orjson writes no newline, which SSE needs: a `data:`
-    line ends at the first one."""
-    return b'{"type":"bundle","id":"%s","objects":%s}' % (bundle_id(key).encode(), objects)
+def bundle_body(alert_id: str, version: str, objects: Sequence[dict[str, Any]]) -> bytes:
+    """The STIX 2.1 bundle (section 8; bundles carry no spec_version) of one view of one alert version: the
+    same bytes for every subscriber with that view (the id names the version and the view, see
+    signing.bundle_id), byte for byte what orjson.dumps of the whole bundle writes. orjson writes no newline,
+    which SSE needs: a `data:` line ends at the first one."""
+    bid = bundle_id(alert_id, version, [str(o.get("id")) for o in objects])
+    return b'{"type":"bundle","id":"%s","objects":%s}' % (bid.encode(), orjson.dumps(objects))

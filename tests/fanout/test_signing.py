@@ -88,4 +88,13 @@ def test_idempotency_key_is_deterministic_per_subscription_alert_and_version() -
               idempotency_key("sub-1", "report--1", "2026-03-03T00:00:00.000000Z"),
               idempotency_key("sub-1|report--1", "", "2026-03-02T00:00:00.000000Z")}
     assert key not in others and len(others) == 4
-    assert bundle_id(key).startswith("bundle--") and bundle_id(key) == bundle_id(key)
+
+
+def test_bundle_id_names_the_alert_version_and_the_view_not_the_subscriber() -> None:
+    bid = bundle_id("report--1", "2026-03-02T00:00:00.000000Z", ["report--1", "indicator--1"])
+    assert bid.startswith("bundle--") and bid == bundle_id("report--1", "2026-03-02T00:00:00.000000Z",
+                                                          ["report--1", "indicator--1"])
+    others = {bundle_id("report--1", "2026-03-02T00:00:00.000000Z", ["report--1"]),
+              bundle_id("report--1", "2026-03-03T00:00:00.000000Z", ["report--1", "indicator--1"]),
+              bundle_id("report--2", "2026-03-02T00:00:00.000000Z", ["report--1", "indicator--1"])}
+    assert bid not in others and len(others) == 3

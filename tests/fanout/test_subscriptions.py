@@ -89,7 +89,9 @@ def test_plan_queues_webhook_and_sse_subscriptions_that_match() -> None:
     assert first.version == "2026-03-02T00:00:00.000000Z"  # one text per instant
     assert first.idempotency_key == idempotency_key("acme-hook", alert.alert_id, first.version)
     bundle = orjson.loads(first.body)
-    assert bundle == {"type": "bundle", "id": bundle_id(first.idempotency_key), "objects": list(alert.objects)}
+    bid = bundle_id(alert.alert_id, first.version, [o["id"] for o in alert.objects])
+    assert bundle == {"type": "bundle", "id": bid, "objects": list(alert.objects)}
+    assert out[1].body is first.body  # the same view: the same bundle, byte for byte, for every subscriber
     assert b"\n" not in first.body
     # The same instant written differently is the same version, with the same key.
     assert plan([acme], notice(level=2, version="2026-03-02T00:00:00.000Z"))[0].idempotency_key == first.idempotency_key
@@ -104,9 +106,12 @@ def test_plan_sends_each_member_its_own_view_though_it_serializes_each_distinct_
     assert [o.subscription_id for o in out] == [f"{m.name}-hook" for m in members]
     for member_, sent in zip(members, out, strict=True):
         # Byte for byte what serializing the member's own view as a whole bundle writes.
-        expected = {"type": "bundle", "id": bundle_id(sent.idempotency_key), "objects": view_for(member_, alert)}
-        assert sent.body == orjson.dumps(expected), member_.name
+        view = view_for(member_, alert)
+        assert view is not None
+        bid = bundle_id(alert.alert_id, sent.version, [o["id"] for o in view])
+        assert sent.body == orjson.dumps({"type": "bundle", "id": bid, "objects": view}), member_.name
     assert sorted({len(orjson.loads(o.body)["objects"][0]["object_refs"]) for o in out}) == [1, 2, 3]  # 3 views
+    assert len({o.body for o in out}) == 3 and out[0].body is out[3].body  # shared within a view only
 
 
 def test_taxii_view_follows_the_members_taxii_subscriptions() -> None:
