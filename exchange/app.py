@@ -138,9 +138,10 @@ def build_app(settings: Settings, *, env: Mapping[str, str] | None = None,
             for resource in (store, journal, audit):
                 await resource.start()
                 stack.push_async_callback(resource.close)
-            if settings.hub.canonical_collection is not None:
-                for collection in (settings.hub.canonical_collection, *(c for _, c in settings.hub.canonical_views)):
-                    await store.install(collection, fixed_objects(settings))
+            if settings.hub.canonical_collections:
+                fixed = fixed_objects(settings)  # read once for every canonical collection
+                for collection in settings.hub.canonical_collections:
+                    await store.install(collection, fixed)
             warn = await load_warninglists() if settings.hub.canonical_collection is not None else None
             hooks = app[COMMIT_HOOKS]
 
@@ -232,8 +233,7 @@ async def alerting_ctx(app: web.Application, members: tuple[Member, ...]) -> Asy
             alerts_collection=hub.alerts_collection, rules=settings.alert_rules, audience=hub.canonical_audience,
             default_tlp=hub.default_tlp, sweep_interval=hub.alert_sweep_interval,
             intake_collections=tuple(c.id for r in settings.api_roots for c in r.collections
-                                     if c.id not in (hub.canonical_collection, hub.alerts_collection,
-                                                     *(v for _, v in hub.canonical_views))),
+                                     if c.id not in (*hub.canonical_collections, hub.alerts_collection)),
             peer_hubs=frozenset(p.identity for p in settings.peers if p.identity)),
             svc.store, book, queue, members)
         dispatcher = WebhookDispatcher(queue, [s for m in members for s in m.subscriptions],

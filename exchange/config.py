@@ -78,6 +78,12 @@ class HubSettings:
     webhook_retry_base: float = 2.0  # seconds; see fanout/webhooks.py RetryPolicy
     webhook_retry_cap: float = 600.0
 
+    @property
+    def canonical_collections(self) -> tuple[str, ...]:
+        """Every collection the hub writes canonical indicators into (the first audience's, then the views)."""
+        first = () if self.canonical_collection is None else (self.canonical_collection,)
+        return (*first, *(c for _, c in self.canonical_views))
+
 
 @dataclass(frozen=True, slots=True)
 class SourceSettings:
@@ -185,7 +191,7 @@ def parse_settings(raw: dict[str, Any], *, base_dir: Path) -> Settings:
     hub = HubSettings(data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
                       canonical_collection=by_name[canonical] if canonical else None,
                       alerts_collection=by_name[alerts] if alerts else None, **hub_raw)
-    hub_written = {c for c in (hub.canonical_collection, *(c for _, c in hub.canonical_views)) if c is not None}
+    hub_written = set(hub.canonical_collections)
     inboxes = [c.id for r in roots for c in r.collections if c.id not in hub_written]
     peer_defaults = _defaults(schema["peers"]["items"])
     peers = parse_peers(raw.get("peers", []), by_name, hub_written, inboxes, peer_defaults)
