@@ -24,16 +24,12 @@ are scripts/bench/webhook_receivers.py; `python -m scripts.bench` runs run() wit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +46,12 @@ from exchange.normalize.ids import indicator_id  # noqa: E402
 from exchange.normalize.patterns import canonical_pattern  # noqa: E402
 from exchange.policy.credentials import hash_password  # noqa: E402
 from scripts.bench import stats  # noqa: E402
+from scripts.bench.hub_process import serve_hub  # noqa: E402
 from scripts.bench.machine import machine  # noqa: E402
 from scripts.bench.procfs import cpu_seconds  # noqa: E402
 from scripts.bench.profile import Sampler  # noqa: E402
 from scripts.bench.stats import percentile  # noqa: E402
 from scripts.bench.webhook_receivers import SECRET, Receipt, Receivers  # noqa: E402
-from scripts.medallion_peer import free_port, stop_process_group  # noqa: E402
 
 HOST = "127.0.0.1"
 TAXII = "application/taxii+json;version=2.1"
@@ -117,33 +113,6 @@ title = "Alerts"
     path = directory / "hub.toml"
     path.write_text("".join(parts))
     return path
-
-
-@contextlib.contextmanager
-def run_hub(config: Path) -> Iterator[tuple[str, int]]:
-    """`python -m exchange serve` on a free port; yields its base URL and pid; SIGTERM (then SIGKILL) on exit."""
-    port = free_port()
-    log = (config.parent / "hub.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "exchange", "serve", "--config", str(config), "--port", str(port),
-                             "--log-level", "warning"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "BENCH_SECRET": SECRET})
-    base = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the hub exited; see {config.parent / 'hub.log'}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the hub was not ready within {READY_TIMEOUT:.0f}s")
-            time.sleep(0.1)
-        yield base, proc.pid
-    finally:
-        stop_process_group(proc)
-        log.close()
 
 
 # --- the driver ------------------------------------------------------------------------------------------------
@@ -260,7 +229,9 @@ def measure(subscribers: int, receiver_count: int, rounds: int, burst: int, burs
         receivers = Receivers(receiver_count, workdir)
         try:
             started = time.monotonic()
-            with run_hub(hub_config(workdir, receivers, subscribers)) as (base, pid):
+            config = hub_config(workdir, receivers, subscribers)
+            with serve_hub(config, log_path=workdir / "hub.log", env={"BENCH_SECRET": SECRET}) as (base, hub):
+                pid = hub.pid
                 print(f"hub ready in {time.monotonic() - started:.1f} s", flush=True)
                 driver = Driver(base, pid, receivers, subscribers)
                 cold_last, cold = driver.alert(1)

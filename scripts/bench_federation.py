@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import signal
 import sqlite3
 import subprocess
@@ -40,8 +39,9 @@ if str(REPO) not in sys.path:  # run as `python scripts/bench_federation.py` fro
 
 from exchange.policy.credentials import hash_password  # noqa: E402
 from scripts.bench import stats  # noqa: E402
+from scripts.bench.hub_process import serve_hub  # noqa: E402
 from scripts.bench.profile import Sampler  # noqa: E402
-from scripts.medallion_peer import free_port, run_medallion, stop_process_group, wait_until_ready  # noqa: E402
+from scripts.medallion_peer import run_medallion  # noqa: E402
 
 HOST = "127.0.0.1"
 TAXII = "application/taxii+json;version=2.1"
@@ -110,18 +110,9 @@ timeout = 120
 
 @contextlib.contextmanager
 def run_hub(config: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python -m exchange serve` on a free port; SIGTERM (then SIGKILL) on exit."""
-    port = free_port()
-    log = (config.parent / f"hub-{port}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "exchange", "serve", "--config", str(config), "--port", str(port),
-                             "--log-level", "warning"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **(env or {})})
-    try:
-        wait_until_ready(f"http://{HOST}:{port}/taxii2/", (USER, PASSWORD), proc)
-        yield f"http://{HOST}:{port}/api/", proc
-    finally:
-        stop_process_group(proc)
-        log.close()
+    """A hub of the benchmark; yields its API root URL and its process."""
+    with serve_hub(config, log_path=config.parent / "hub.log", env=env) as (base, proc):
+        yield f"{base}/api/", proc
 
 
 def indicators(n: int) -> list[dict[str, object]]:

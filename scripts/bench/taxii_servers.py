@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exchange.policy.credentials import hash_password
+from scripts.bench.hub_process import serve_hub
 from scripts.medallion_peer import HOST, free_port, run_medallion, stop_process_group, wait_until_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,29 +78,19 @@ can_write = ["inbox"]
 
 @contextlib.contextmanager
 def run_hub(workdir: Path, python: str, config: Path, name: str = "hub") -> Iterator[Target]:
-    """`python -m exchange serve` on a free port with a fresh data dir; SIGTERM, then SIGKILL, on exit."""
-    port = free_port()
-    data_dir = workdir / f"{name}-data-{port}"
+    """The hub under `python` with a fresh data dir; SIGTERM, then SIGKILL, on exit."""
+    data_dir = workdir / f"{name}-data-{len(list(workdir.glob(f'{name}-data-*')))}"
     data_dir.mkdir(parents=True)
-    log_path = workdir / f"{name}-{port}.log"
-    cmd = [python, "-m", "exchange", "serve", "--config", str(config), "--port", str(port), "--data-dir",
-           str(data_dir), "--log-level", "warning"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+    log_path = data_dir.with_suffix(".log")
+    started: subprocess.Popen[bytes] | None = None
     try:
-        try:
-            wait_until_ready(f"http://{HOST}:{port}/taxii2/", (HUB_USER, HUB_PASSWORD), proc)
-        except (RuntimeError, TimeoutError) as exc:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"hub did not start ({' '.join(cmd)}): {exc}\n--- hub log tail ---\n{tail}") from exc
-        yield Target(name=name, api_root_url=f"http://{HOST}:{port}/{HUB_API_ROOT}/",
-                     collection_id=HUB_COLLECTION_ID, user=HUB_USER, password=HUB_PASSWORD, pid=proc.pid,
-                     log_path=log_path, data_dir=data_dir)
+        with serve_hub(config, log_path=log_path, python=python, args=("--data-dir", str(data_dir))) as (base, proc):
+            started = proc
+            yield Target(name=name, api_root_url=f"{base}/{HUB_API_ROOT}/", collection_id=HUB_COLLECTION_ID,
+                         user=HUB_USER, password=HUB_PASSWORD, pid=proc.pid, log_path=log_path, data_dir=data_dir)
     finally:
-        stop_process_group(proc)
-        if proc.returncode not in (0, -signal.SIGTERM):
-            print(f"  note: hub exit code {proc.returncode} on shutdown (log {log_path})", file=sys.stderr)
+        if started is not None and started.returncode not in (0, -signal.SIGTERM):
+            print(f"  note: hub exit code {started.returncode} on shutdown (log {log_path})", file=sys.stderr)
 
 
 @contextlib.contextmanager
