@@ -79,16 +79,15 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
 
 def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: set[str]) -> str:
     target = sighting.sighting_of
-    row = conn.execute("SELECT 1 FROM indicators WHERE id = ?", (target,)).fetchone()
-    if row is None:  # the sender's own indicator id: follow its claim to the canonical indicator
+    resolved = conn.execute("SELECT 1 FROM indicators WHERE id = ?", (target,)).fetchone() is not None
+    if not resolved:  # the sender's own indicator id: follow its claim to the canonical indicator
         found = conn.execute(  # the sender's own claim first: another source may reuse the id
             "SELECT indicator_id FROM claims WHERE producer_id = ? ORDER BY source = ? DESC LIMIT 1",
             (target, sighting.source)).fetchone()
         if found is not None:
-            target = found[0]
+            target, resolved = found[0], True
     # An unresolved sighting is kept under the id it names, and attached when a claim with that id arrives
     # (upsert_claim): across envelopes and peers, nothing orders a sighting after the indicator it sights.
-    resolved = target != sighting.sighting_of or row is not None
     conn.execute(
         "INSERT INTO sightings (source, sighting_id, indicator_id, modified, data) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (source, sighting_id) DO UPDATE SET indicator_id = excluded.indicator_id,"
