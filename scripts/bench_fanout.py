@@ -1,8 +1,8 @@
 """Benchmark alert fan-out: ingest-to-delivery latency of one alert to N webhook subscribers, and alert versions/s.
 
 Three kinds of process on loopback: the hub (`python -m exchange serve`, SQLite synchronous=FULL as it runs in
-production), the receivers (aiohttp servers, N paths spread over --receivers processes; each POST's signature is
-verified and its arrival time recorded) and this driver. N member organizations each have one webhook subscription.
+production), the receivers (N paths spread over --receivers processes, a lean asyncio HTTP/1.1 server or, with
+--receiver aiohttp, aiohttp's; each POST's signature is verified and its arrival time recorded) and this driver. N member organizations each have one webhook subscription.
 Alerts open at two countries.
 
 1. latency, per round: reporter DE posts a fresh domain; once the hub has published it in its canonical collection
@@ -51,7 +51,7 @@ from scripts.bench.machine import machine  # noqa: E402
 from scripts.bench.procfs import cpu_seconds  # noqa: E402
 from scripts.bench.profile import Sampler  # noqa: E402
 from scripts.bench.stats import percentile  # noqa: E402
-from scripts.bench.webhook_receivers import SECRET, Receipt, Receivers  # noqa: E402
+from scripts.bench.webhook_receivers import KINDS, SECRET, Receipt, Receivers  # noqa: E402
 
 HOST = "127.0.0.1"
 TAXII = "application/taxii+json;version=2.1"
@@ -190,6 +190,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--subscribers", type=int, default=1_000, help="webhook subscribers (default 1,000)")
     p.add_argument("--receivers", type=int, default=1, help="receiver processes (default 1)")
+    p.add_argument("--receiver", choices=KINDS, default="lean",
+                   help="the receivers' HTTP server: lean (default) or aiohttp (as before 2026-11; ~3x their CPU)")
     p.add_argument("--rounds", type=int, default=7, help="measured latency rounds, one alert each (default 7)")
     p.add_argument("--burst", type=int, default=20, help="alerts per throughput round (default 20)")
     p.add_argument("--burst-rounds", type=int, default=3, help="throughput rounds (default 3)")
@@ -220,13 +222,13 @@ class Measured:
 
 
 def measure(subscribers: int, receiver_count: int, rounds: int, burst: int, burst_rounds: int,
-            sampler: Sampler | None = None) -> Measured:
+            sampler: Sampler | None = None, receiver: str = "lean") -> Measured:
     """One hub, one cold round, `rounds` latency rounds, `burst_rounds` throughput rounds; with a sampler, py-spy
     records the hub over as many extra latency rounds afterwards (not measured)."""
     m = Measured()
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         workdir = Path(tmp)
-        receivers = Receivers(receiver_count, workdir)
+        receivers = Receivers(receiver_count, workdir, receiver)
         try:
             started = time.monotonic()
             config = hub_config(workdir, receivers, subscribers)
@@ -268,9 +270,9 @@ def measure(subscribers: int, receiver_count: int, rounds: int, burst: int, burs
 
 
 def run(subscribers: int, rounds: int, *, receivers: int = 1, burst: int = 20, burst_rounds: int = 3,
-        sampler: Sampler | None = None) -> dict[str, Any]:
+        sampler: Sampler | None = None, receiver: str = "lean") -> dict[str, Any]:
     """The suite's entry: each latency round is one run of the whole path, ingest to the last webhook."""
-    m = measure(subscribers, receivers, rounds, burst, burst_rounds, sampler)
+    m = measure(subscribers, receivers, rounds, burst, burst_rounds, sampler, receiver)
     figures = {
         "p50": stats.summary([1e3 * v for v in m.p50], "ms", "p50 ingest-to-delivery", higher_is_better=False),
         "p99": stats.summary([1e3 * v for v in m.p99], "ms", "p99 ingest-to-delivery", higher_is_better=False),
@@ -283,7 +285,8 @@ def run(subscribers: int, rounds: int, *, receivers: int = 1, burst: int = 20, b
     targets = [stats.target(f"p99 for one alert to {subscribers:,} webhook subscribers", figures["p99"], "<",
                             1e3 * TARGET_P99, "#5")]
     return stats.result("fanout", f"Fan-out: one alert to {subscribers:,} webhook subscribers",
-                        {"subscribers": subscribers, "rounds": rounds, "receivers": receivers, "burst": burst,
+                        {"subscribers": subscribers, "rounds": rounds, "receivers": receivers, "receiver": receiver,
+                         "burst": burst,
                          "burst_rounds": burst_rounds}, figures, {}, targets, m.problems,
                         cold={k: 1e3 * v for k, v in m.cold.items()})
 
@@ -299,14 +302,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve_receivers:
         from scripts.bench.webhook_receivers import serve_receivers
 
-        serve_receivers(args.serve_receivers)
+        serve_receivers(args.serve_receivers, args.receiver)
         return 0
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable); {info['platform']}; "
           f"python {info['python']}")
-    print(f"{args.subscribers:,} webhook subscribers on {args.receivers} receiver process(es); {args.rounds} "
+    print(f"{args.subscribers:,} webhook subscribers on {args.receivers} {args.receiver} receiver process(es); "
+          f"{args.rounds} "
           f"latency rounds of 1 alert, {args.burst_rounds} throughput rounds of {args.burst} alerts", flush=True)
-    m = measure(args.subscribers, args.receivers, args.rounds, args.burst, args.burst_rounds)
+    m = measure(args.subscribers, args.receivers, args.rounds, args.burst, args.burst_rounds, receiver=args.receiver)
     print(f"\ningest-to-delivery, one alert to {args.subscribers:,} subscribers, {args.rounds} round(s)"
           f"\n{'':<28}{'median':>10}{'min':>10}{'max':>10}{'spread':>10}")
     print(line("p50", m.p50, "ms", 1e3))
