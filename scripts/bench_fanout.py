@@ -2,8 +2,8 @@
 
 Three kinds of process on loopback: the hub (`python -m exchange serve`, SQLite synchronous=FULL as it runs in
 production), the receivers (N paths spread over --receivers processes, a lean asyncio HTTP/1.1 server or, with
---receiver aiohttp, aiohttp's; each POST's signature is verified and its arrival time recorded) and this driver. N member organizations each have one webhook subscription.
-Alerts open at two countries.
+--receiver aiohttp, aiohttp's; each POST's signature is verified and its arrival time recorded) and this driver.
+N member organizations each have one webhook subscription. Alerts open at two countries.
 
 1. latency, per round: reporter DE posts a fresh domain; once the hub has published it in its canonical collection
    (and correlated it), the clock starts and reporter FR posts the same domain, which crosses the threshold. The

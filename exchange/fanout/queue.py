@@ -12,9 +12,10 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from exchange.fanout.marks import DeliveredMarks
 from exchange.fanout.queue_sql import (
     MIGRATIONS,
     SELECT_DELIVERIES,
@@ -39,6 +40,7 @@ class QueueLimits:
     backlog_cap: int = 10_000  # pending entries per subscription; beyond, the oldest are dead-lettered
     delivered_retention: float = 7 * _DAY  # seconds delivered entries stay: enqueue idempotency and SSE resume
     dead_retention: float = 30 * _DAY  # seconds dead letters stay replayable
+    mark_delay: float = 0.05  # seconds a noted delivered mark may wait to be committed with others (marks.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,24 +95,6 @@ class Listener:
 Watcher = Callable[[Sequence[Delivery]], None]
 
 
-@dataclass(slots=True)
-class _Marks:
-    """Delivered marks that share one write, and its outcome."""
-
-    done: asyncio.Future[None]
-    ids: list[int] = field(default_factory=list)
-
-    def settle(self, write: asyncio.Task[None]) -> None:
-        if self.done.done():
-            return
-        if write.cancelled():
-            self.done.cancel()
-        elif (error := write.exception()) is not None:
-            self.done.set_exception(error)
-        else:
-            self.done.set_result(None)
-
-
 class DeliveryQueue:
     def __init__(self, path: Path, limits: QueueLimits = QueueLimits(), *,
                  now: Callable[[], int] = now_micros) -> None:
@@ -119,16 +103,13 @@ class DeliveryQueue:
         self._now = now
         self._watchers: list[Watcher] = []
         self._listeners: dict[str, set[Listener]] = {}
-        self._marks: _Marks | None = None  # delivered marks gathering for the next write
-        self._writing: set[asyncio.Task[None]] = set()  # their writes, owned here until committed
-        self._marking: asyncio.Task[None] | None = None  # the write of marks under way
+        self._marks = DeliveredMarks(self._settle, limits.mark_delay)
 
     async def start(self) -> None:
         await self._engine.start()
 
     async def close(self) -> None:
-        while self._writing:  # a write of marks that ends starts the next one, if marks gathered meanwhile
-            await asyncio.wait(set(self._writing))
+        await self._marks.close()  # the marks noted and not yet written, now
         await self._engine.close()
 
     # -- in-process notification (after commit) --
@@ -189,39 +170,26 @@ class DeliveryQueue:
         self._announce(added)
         return added
 
-    async def mark_delivered(self, delivery_id: int) -> None:
+    def note_delivered(self, delivery_id: int) -> None:
         """Settle an entry its receiver took, even a dead one (the backlog cap may evict the entry a worker is
-        sending: it did arrive); returns once that is committed.
+        sending: it did arrive), within `limits.mark_delay`, in one write with the other marks noted by then
+        (marks.py says why). Until `marks_written()` returns, the file may still show the entry pending."""
+        self._marks.note(delivery_id)
 
-        Marks share writes: those made while one write of marks is under way wait for it and go together in
-        the next (and those of one turn of the loop at least). When a thousand receivers answer within a few
-        commits' time, that is a few jobs with three statements each, not a thousand (nor, as answers trickle
-        in over many turns, dozens) with a thread hop each.
-        """
-        batch = self._marks
-        if batch is None:
-            loop = asyncio.get_running_loop()
-            batch = self._marks = _Marks(loop.create_future())
-            if self._marking is None:
-                loop.call_soon(self._write_marks)  # after the callbacks of this turn have added theirs
-        batch.ids.append(delivery_id)
-        await asyncio.shield(batch.done)  # a cancelled caller must not cancel the others' commit
+    async def mark_delivered(self, delivery_id: int) -> None:
+        """note_delivered, written at the next turn of the loop (with the marks of this turn) rather than after
+        the delay; returns once that is committed."""
+        await asyncio.shield(self._marks.note(delivery_id, urgent=True))  # a cancelled caller must not cancel
+        # the others' commit
 
-    def _write_marks(self) -> None:
-        batch, self._marks = self._marks, None
-        if batch is None:
-            return
-        now, ids = self._now(), batch.ids
-        task = asyncio.ensure_future(self._engine.write(lambda conn: settle_delivered(conn, ids, now)))
-        self._marking = task
-        self._writing.add(task)
-        task.add_done_callback(self._writing.discard)
-        task.add_done_callback(batch.settle)
-        task.add_done_callback(self._marks_written)
+    async def marks_written(self, *, now: bool = False) -> bool:
+        """Until every mark noted so far is committed (`now`: without waiting for the delay); False when a write
+        of them failed."""
+        return await self._marks.written(now=now)
 
-    def _marks_written(self, task: "asyncio.Task[None]") -> None:
-        self._marking = None
-        self._write_marks()  # the marks that gathered meanwhile, if any
+    async def _settle(self, ids: list[int]) -> None:
+        now = self._now()
+        await self._engine.write(lambda conn: settle_delivered(conn, ids, now))
 
     async def mark_retry(self, delivery_id: int, error: str, next_attempt_at: int) -> None:
         await self._engine.write(lambda conn: conn.execute(

@@ -102,6 +102,7 @@ class _Worker:
         self._caught_up = False  # the file had nothing pending at the last read, and nothing was missed since
         self._reading = False
         self._missed = False  # an announcement came during a read: the read may not have seen it
+        self._unwritten = False  # delivered marks noted and maybe not committed yet
         self._waiting_idle = False
 
     def wake(self) -> None:
@@ -155,6 +156,11 @@ class _Worker:
 
     async def step(self) -> float | None:
         """Try the head of the queue if it is due; returns seconds to wait (None: nothing pending)."""
+        if self._unwritten and not self._fresh and not self._caught_up:
+            # Before the file is read, its marks must be committed, now: it would still show a delivered entry
+            # pending, and that would be sent twice. (Going idle needs no wait: wait_idle waits for the marks.)
+            self._unwritten = False
+            await self._queue.marks_written(now=True)  # failed: the entries are pending, the read resends them
         if self._fresh:
             entry: Delivery | None = self._fresh[0]
         elif self._caught_up:  # nothing in the file, nothing announced since
@@ -168,7 +174,8 @@ class _Worker:
             return (entry.next_attempt_at - now) / 1e6
         error = await post_delivery(self._client, self.channel, entry, timestamp=now // 1_000_000)
         if error is None:
-            await self._queue.mark_delivered(entry.id)
+            self._queue.note_delivered(entry.id)  # committed shortly, with the other workers' marks
+            self._unwritten = True
             self.outcome(self.sub.id, "delivered")
             self._settled(entry)
             return 0.0
@@ -312,6 +319,7 @@ class WebhookDispatcher:
         for worker in workers:
             worker.wake()  # a new verdict: an idle flag set before the caller's last enqueue does not count
         await asyncio.gather(*(w.idle.wait() for w in workers))
+        await self._queue.marks_written(now=True)  # and the file says so
 
     def _spawn(self, sub: Subscription) -> None:
         assert self._group is not None and self._client is not None and isinstance(sub.channel, WebhookChannel)

@@ -188,3 +188,51 @@ async def test_a_listener_is_bounded() -> None:
         listener.push(None)  # type: ignore[arg-type]
     with pytest.raises(StreamEnded, match="more than 2 entries behind"):
         await listener.take(0.01)
+
+
+async def test_noted_marks_are_written_together_after_the_delay(tmp_path: Path) -> None:
+    # A webhook worker notes its mark and goes on: the marks of a whole fan-out share a write a moment later.
+    queue = DeliveryQueue(tmp_path / "fanout.db", QueueLimits(mark_delay=0.2))
+    await queue.start()
+    try:
+        entries = await queue.enqueue([outgoing(f"s{n % 3}", n) for n in range(30)])
+        for entry in entries[:20]:
+            queue.note_delivered(entry.id)
+        await asyncio.sleep(0.05)
+        assert {d.state for d in await queue.entries("s0")} == {"pending"}  # not yet: within the delay
+        async with asyncio.timeout(5):
+            assert await queue.marks_written()
+        states = [(await queue.get(e.id)).state for e in entries]  # type: ignore[union-attr]
+        assert states == ["delivered"] * 20 + ["pending"] * 10
+        assert sorted((s.pending, s.delivered) for s in await queue.stats()) == [(3, 7), (3, 7), (4, 6)]
+        assert await queue.marks_written()  # nothing noted since: at once
+    finally:
+        await queue.close()
+
+
+async def test_an_awaited_mark_does_not_wait_for_the_delay(tmp_path: Path) -> None:
+    queue = DeliveryQueue(tmp_path / "fanout.db", QueueLimits(mark_delay=60))
+    await queue.start()
+    try:
+        first, second = await queue.enqueue([outgoing("a", 1), outgoing("a", 2)])
+        queue.note_delivered(first.id)
+        async with asyncio.timeout(5):
+            await queue.mark_delivered(second.id)  # takes the noted one along
+        assert [d.state for d in await queue.entries("a")] == ["delivered", "delivered"]
+    finally:
+        await queue.close()
+
+
+async def test_close_writes_the_noted_marks(tmp_path: Path) -> None:
+    queue = DeliveryQueue(tmp_path / "fanout.db", QueueLimits(mark_delay=60))
+    await queue.start()
+    first, _ = await queue.enqueue([outgoing("a", 1), outgoing("a", 2)])
+    queue.note_delivered(first.id)
+    async with asyncio.timeout(5):
+        await queue.close()
+    reopened = DeliveryQueue(tmp_path / "fanout.db")
+    await reopened.start()
+    try:
+        assert [d.state for d in await reopened.entries("a")] == ["delivered", "pending"]
+    finally:
+        await reopened.close()

@@ -13,6 +13,7 @@ from exchange.fanout import (
     DeliveryQueue,
     DeliveryState,
     Member,
+    QueueLimits,
     RetryPolicy,
     Subscription,
     WebhookDispatcher,
@@ -21,7 +22,7 @@ from exchange.fanout import (
     verify,
 )
 from exchange.fanout.records import Delivery
-from exchange.fanout.webhooks import STIX_MEDIA_TYPE, next_attempt_at
+from exchange.fanout.webhooks import FRESH_MAX, STIX_MEDIA_TYPE, next_attempt_at
 from tests.fanout.helpers import SECRET, Clock, Receiver, member, notice, receivers, subscription, webhook
 
 FAST = RetryPolicy(base=0.01, cap=0.05, recheck=0.5)
@@ -213,3 +214,25 @@ def test_retry_schedule_stays_within_the_budget() -> None:
     assert next_attempt_at(late, 3_600_000_000, 3600, policy, Highest()) is None
     jittered = {next_attempt_at(entry, 0, 3600, policy, random.Random(seed)) for seed in range(20)}
     assert len(jittered) == 20 and all(0 <= t <= 4_000_000 for t in jittered if t is not None)  # type: ignore[operator]
+
+
+async def test_a_worker_reading_its_file_waits_for_its_marks_and_sends_nothing_twice(tmp_path: Path) -> None:
+    # More entries than a worker keeps in memory: past FRESH_MAX it reads the file, whose marks of the entries
+    # already delivered are still gathering (a long mark delay). It must wait for them, not send those again.
+    count = FRESH_MAX + 16
+    async with receivers(Receiver()) as [rx]:
+        sub = subscription("acme-hook", webhook(rx.url))
+        queue = DeliveryQueue(tmp_path / "fanout.db", QueueLimits(mark_delay=0.3))
+        await queue.start()
+        dispatcher = WebhookDispatcher(queue, [sub], policy=FAST, rng=random.Random(7))
+        await dispatcher.start()
+        try:
+            added = await queue.enqueue([replace(o, alert_id=f"report--{n}") for n, o in enumerate(
+                plan([member("acme", sub)], notice(1)) * count)])
+            async with asyncio.timeout(10):
+                await dispatcher.wait_idle()
+            assert [r.headers["X-Exchange-Event-Id"] for r in rx.requests] == [str(d.id) for d in added]
+            assert {d.state for d in await queue.entries(sub.id)} == {DeliveryState.DELIVERED}  # wait_idle waited
+        finally:
+            await dispatcher.stop()
+            await queue.close()
