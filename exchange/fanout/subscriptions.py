@@ -48,6 +48,11 @@ class _Judged:
     alert_named: tuple[str, ...]
     others: tuple[tuple[dict[str, Any], Tlp, tuple[str, ...]], ...]  # (object, TLP, named recipients)
 
+    def names_recipients(self, alert_tlp: Tlp) -> bool:
+        """Whether a view may depend on who the member is, not only on its entitlement: only TLP:RED is
+        given by name (policy/egress.py)."""
+        return alert_tlp is Tlp.RED or any(tlp is Tlp.RED for _, tlp, _ in self.others)
+
     @classmethod
     def of(cls, notice: Notice, default_tlp: Tlp) -> "_Judged":
         alert = next((o for o in notice.objects if o.get("id") == notice.alert_id), None)
@@ -115,22 +120,40 @@ def plan(members: Iterable[Member], notice: Notice, default_tlp: Tlp = Tlp.GREEN
     # thousand members cost one orjson.dumps, not a thousand). Which of the notice's objects a view keeps
     # decides it: the alert's refs lose the rest.
     bodies: dict[tuple[int, ...], bytes] = {}
+    # Without a TLP:RED object, which names its recipients, a member's view follows from its entitlement
+    # alone: judged once per entitlement rather than per member.
+    by_entitlement = not judged.names_recipients(notice.tlp)
+    views: dict[Tlp, bytes | None] = {}
     out: list[Outgoing] = []
     for member in members:
         subs = [s for s in member.subscriptions if s.channel.kind in QUEUED_CHANNELS and matches(s, notice)]
         if not subs:
             continue
-        objects = _view(member, notice, judged)
-        if objects is None:
+        if by_entitlement and member.max_tlp in views:
+            body = views[member.max_tlp]
+        else:
+            body = _body(member, notice, judged, version, bodies)
+            if by_entitlement:
+                views[member.max_tlp] = body
+        if body is None:
             continue
-        shape = tuple(map(id, objects[1:]))  # the notice's own dicts, alive for the whole loop
-        if (body := bodies.get(shape)) is None:
-            body = bodies[shape] = bundle_body(notice.alert_id, version, objects)
         for sub in subs:  # one bytes object per view: the queue stores it once for all its subscribers
             out.append(Outgoing(subscription_id=sub.id, channel=sub.channel.kind, alert_id=notice.alert_id,
                                 version=version, idempotency_key=idempotency_key(sub.id, notice.alert_id, version),
                                 body=body))
     return out
+
+
+def _body(member: Member, notice: Notice, judged: _Judged, version: str,
+          bodies: dict[tuple[int, ...], bytes]) -> bytes | None:
+    """The bundle of the member's view (None: it may not see the alert), built once per distinct view."""
+    objects = _view(member, notice, judged)
+    if objects is None:
+        return None
+    shape = tuple(map(id, objects[1:]))  # the notice's own dicts, alive for the whole plan
+    if (body := bodies.get(shape)) is None:
+        body = bodies[shape] = bundle_body(notice.alert_id, version, objects)
+    return body
 
 
 def bundle_body(alert_id: str, version: str, objects: Sequence[dict[str, Any]]) -> bytes:

@@ -114,6 +114,24 @@ def test_plan_sends_each_member_its_own_view_though_it_serializes_each_distinct_
     assert len({o.body for o in out}) == 3 and out[0].body is out[3].body  # shared within a view only
 
 
+@pytest.mark.parametrize("red", [False, True])
+def test_members_of_one_entitlement_share_a_view_unless_a_red_object_names_some_of_them(red: bool) -> None:
+    # Views are judged once per entitlement when nothing is TLP:RED (nobody is named); a RED object makes the
+    # view depend on who the member is, so two members entitled to RED may then see different bundles.
+    extra = [indicator(3, Tlp.RED, x_exchange_recipients=["named-user"])] if red else []
+    alert = notice(tlp=Tlp.GREEN, indicators=[indicator(1, Tlp.CLEAR), indicator(2, Tlp.AMBER), *extra])
+    members = [member(name, subscription(f"{name}-hook", HOOK), max_tlp=tlp) for name, tlp in (
+        ("named", Tlp.RED), ("other", Tlp.RED), ("amber", Tlp.AMBER), ("other2", Tlp.RED))]
+    out = plan(members, alert)
+    for member_, sent in zip(members, out, strict=True):
+        view = view_for(member_, alert)
+        assert view is not None
+        assert [o["id"] for o in orjson.loads(sent.body)["objects"]] == [o["id"] for o in view], member_.name
+    refs = [len(orjson.loads(o.body)["objects"][0]["object_refs"]) for o in out]
+    assert refs == ([3, 2, 2, 2] if red else [2, 2, 2, 2])
+    assert out[1].body is out[3].body
+
+
 def test_taxii_view_follows_the_members_taxii_subscriptions() -> None:
     alert = notice(level=2)
     with_taxii = member("acme", subscription("t", TaxiiChannel(), min_level=2))
