@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exchange.errors import InvalidObject, InvalidRequest, NotAcceptable, UnsupportedMediaType
+from exchange.model import stix, timestamps
 from exchange.model.stix import UNVERSIONED, read_record
 from exchange.model.timestamps import format_timestamp, now_micros, parse_timestamp
 from exchange.store.base import VersionMatch
@@ -91,7 +92,50 @@ def test_only_the_exact_ascii_form_is_a_timestamp(text: str) -> None:
         parse_timestamp(text)
 
 
+# Text near the STIX form: digits, separators and the odd character at every position.
+_NEAR_TIMESTAMPS = st.builds(
+    lambda digits, cut, noise: (digits[:cut] + noise + digits[cut:]),
+    st.datetimes(min_value=datetime(1, 1, 1)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    st.integers(min_value=0, max_value=27), st.sampled_from(["", "0", "9", ".", "Z", "T", ":", "-", " ", "\u0661"]),
+) | st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,9})?Z?", fullmatch=True)
+
+
+@given(_NEAR_TIMESTAMPS)
+def test_the_fast_reading_agrees_with_the_strict_one(text: str) -> None:
+    # _read_text checks the form at its separators and leaves the digits to fromisoformat; _parse_strict is the
+    # reference (the spec's regex and datetime): both must give the same instant or both refuse.
+    try:
+        expected: int | None = timestamps._parse_strict(text)
+    except ValueError:
+        expected = None
+    timestamps._read_text.cache_clear()
+    try:
+        got: int | None = parse_timestamp(text)
+    except ValueError:
+        got = None
+    assert got == expected
+
+
 # --- STIX record headers --------------------------------------------------------------------------------------------
+
+
+_TYPE_TEXT = st.sampled_from(["indicator", "x-custom", "a--b", "ab", "indicator-", "Indicator", "", "a" * 251])
+_UUID_TEXT = st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper()) | st.text("0123456789abcdef-g", max_size=40)
+
+
+@given(_TYPE_TEXT, _TYPE_TEXT, st.sampled_from(["--", "-", "---", "__"]), _UUID_TEXT)
+def test_type_and_id_are_checked_as_the_id_grammar_says(obj_type: str, id_type: str, sep: str, tail: str) -> None:
+    # read_record checks the id in cheap steps; the reference is STIX 2.1 section 2.9's grammar as one regex.
+    obj_id = f"{id_type}{sep}{tail}"
+    match = stix._ID.fullmatch(obj_id)
+    valid = match is not None and match.group(1) == obj_type
+    obj = {"type": obj_type, "id": obj_id, "spec_version": "2.1", "created": "2026-01-01T00:00:00Z"}
+    try:
+        read_record(obj)
+        accepted = True
+    except InvalidObject:
+        accepted = False
+    assert accepted == valid
 
 
 def sdo(**overrides: Any) -> dict[str, Any]:

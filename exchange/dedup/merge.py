@@ -6,11 +6,11 @@ never leaks into what a TLP:GREEN audience receives, while CLEAR and GREEN claim
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
+import msgspec
 import orjson
 
 from exchange.dedup.claims import Claim, SightingClaim
@@ -29,24 +29,23 @@ _BY_AGE = attrgetter("created", "key")
 @dataclass(frozen=True, slots=True)
 class HubIdentity:
     name: str
+    # Deterministic from the hub's name, so a restarted or re-installed hub keeps authoring as itself; computed
+    # once, as every merged indicator asks for it several times.
+    id: str = field(init=False, compare=False)
 
-    @property
-    def id(self) -> str:
-        # Deterministic from the hub's name, so a restarted or re-installed hub keeps authoring as itself.
-        return _hub_id(self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", _hub_id(self.name))
 
     def stix(self, created: str = "2024-01-01T00:00:00.000Z") -> dict[str, Any]:
         return {"type": "identity", "spec_version": "2.1", "id": self.id, "created": created, "modified": created,
                 "name": self.name, "identity_class": "organization"}
 
 
-@lru_cache(maxsize=16)
-def _hub_id(name: str) -> str:  # asked once per merged indicator; a few hubs per process at most
+def _hub_id(name: str) -> str:
     return f"identity--{uuid5_text(NAMESPACE.bytes, 'hub:' + name)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Merged:
+class Merged(msgspec.Struct, frozen=True):  # a struct: one per materialized indicator (see claims.Claim)
     body: dict[str, Any]
     content_hash: bytes  # of everything but `modified`: an unchanged merge makes no new version
     created: int
@@ -105,9 +104,75 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
 
     `created` is the canonical object's, fixed at its first version; None for a first version, which then
     takes the earliest visible claim's (never an invisible one's: that would leak its existence)."""
-    visible = sorted((c for c in claims if c.tlp <= audience), key=_BY_SOURCE)
+    visible = [c for c in claims if c.tlp <= audience]
     if not visible:
         return None
+    visible_sightings = [s for s in sightings if s.tlp <= audience] if sightings else []
+    if len(visible) == 1:
+        body, created = _one_claim(visible[0], hub, created, visible_sightings)
+    else:
+        visible.sort(key=_BY_SOURCE)
+        body, created = _many_claims(visible, hub, created, visible_sightings)
+    return _finish(body, visible, created, previous_modified)
+
+
+def _finish(body: dict[str, Any], visible: Sequence[Claim], created: int, previous_modified: int) -> Merged:
+    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
+    newest_claim = max(c.modified for c in visible) if len(visible) > 1 else visible[0].modified
+    body["modified"] = format_timestamp(max(previous_modified + MIN_STEP, newest_claim, created))
+    return Merged(body=body, content_hash=digest, created=created)
+
+
+def _head(first: Claim, hub: HubIdentity, created: int, valid_from: int, claims: int, sources: int) -> dict[str, Any]:
+    return {
+        "type": "indicator", "spec_version": "2.1", "id": first.indicator_id, "created_by_ref": hub.id,
+        "created": format_timestamp(created), "pattern": first.pattern, "pattern_type": "stix",
+        "pattern_version": "2.1", "valid_from": format_timestamp(valid_from), "name": first.name or first.pattern,
+        "description": f"Merged by {hub.name} from {claims} claim(s) of {sources} source(s); provenance in the "
+                       "extension.",
+    }
+
+
+def _extension(body: dict[str, Any], provenance: dict[str, Any], sightings: Sequence[SightingClaim]) -> None:
+    if sightings and (seen := _sightings(sightings)) is not None:
+        provenance["sightings"] = seen
+    body["extensions"] = {PROVENANCE_EXTENSION: provenance}
+
+
+def _one_claim(claim: Claim, hub: HubIdentity, created: int | None,
+               sightings: Sequence[SightingClaim]) -> tuple[dict[str, Any], int]:
+    """What _many_claims makes of a single claim, without its sets and sorts: most indicators have one source.
+    The tests hold the two to the same output."""
+    if created is None:
+        created = claim.created
+    start = created if claim.valid_from is None else claim.valid_from
+    body = _head(claim, hub, created, start, 1, 1)
+    if claim.valid_until is not None and claim.valid_until > start:
+        body["valid_until"] = format_timestamp(claim.valid_until)
+    if claim.indicator_types:
+        body["indicator_types"] = sorted(set(claim.indicator_types))
+    if claim.labels:
+        body["labels"] = sorted(set(claim.labels))
+    if claim.kill_chain:
+        body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in sorted(set(claim.kill_chain))]
+    live = not claim.revoked
+    if live and claim.confidence is not None:
+        body["confidence"] = combined_confidence((claim,))
+    if not live:
+        body["revoked"] = True
+    body["object_marking_refs"] = [marking_id(claim.tlp)]
+    provenance: dict[str, Any] = {"extension_type": "property-extension", "claims": [_provenance(claim, hub)],
+                                  "source_count": 1 if live else 0}
+    if live and claim.country:
+        provenance["countries"] = [claim.country]
+    if claim.warnings:
+        provenance["warninglists"] = sorted(set(claim.warnings))
+    _extension(body, provenance, sightings)
+    return body, created
+
+
+def _many_claims(visible: Sequence[Claim], hub: HubIdentity, created: int | None,
+                 sightings: Sequence[SightingClaim]) -> tuple[dict[str, Any], int]:
     if created is None:
         created = min(c.created for c in visible)
     live = [c for c in visible if not c.revoked]
@@ -115,15 +180,9 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     first = min(basis, key=_BY_AGE)
     starts = [c.valid_from for c in basis if c.valid_from is not None]
     ends = [c.valid_until for c in basis if c.valid_until is not None]
-    body: dict[str, Any] = {
-        "type": "indicator", "spec_version": "2.1", "id": first.indicator_id, "created_by_ref": hub.id,
-        "created": format_timestamp(created), "pattern": first.pattern, "pattern_type": "stix",
-        "pattern_version": "2.1", "valid_from": format_timestamp(min(starts) if starts else created),
-        "name": first.name or first.pattern,
-        "description": f"Merged by {hub.name} from {len(basis)} claim(s) of "
-                       f"{len({c.key for c in basis})} source(s); provenance in the extension.",
-    }
-    if ends and len(ends) == len(basis) and max(ends) > (min(starts) if starts else created):
+    start = min(starts) if starts else created
+    body = _head(first, hub, created, start, len(basis), len({c.key for c in basis}))
+    if ends and len(ends) == len(basis) and max(ends) > start:
         body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
     for prop, values in (("indicator_types", {t for c in basis for t in c.indicator_types}),
                          ("labels", {t for c in basis for t in c.labels})):
@@ -138,7 +197,6 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     if not live:
         body["revoked"] = True
     body["object_marking_refs"] = [marking_id(max(c.tlp for c in visible))]
-    visible_sightings = [s for s in sightings if s.tlp <= audience]
     provenance: dict[str, Any] = {
         "extension_type": "property-extension",
         "claims": [_provenance(c, hub) for c in visible],
@@ -150,11 +208,5 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     warnings = sorted({w for c in visible for w in c.warnings})
     if warnings:
         provenance["warninglists"] = warnings
-    if (seen := _sightings(visible_sightings)) is not None:
-        provenance["sightings"] = seen
-    body["extensions"] = {PROVENANCE_EXTENSION: provenance}
-    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
-    newest_claim = max(c.modified for c in visible)
-    modified = max(previous_modified + MIN_STEP, newest_claim, created)
-    body["modified"] = format_timestamp(modified)
-    return Merged(body=body, content_hash=digest, created=created)
+    _extension(body, provenance, sightings)
+    return body, created

@@ -5,6 +5,7 @@ Pure functions; a value that cannot be canonicalized raises InvalidObject with t
 
 import ipaddress
 import re
+import socket
 from enum import StrEnum
 
 import idna
@@ -129,6 +130,8 @@ def normalize_hash(name: str, raw: str) -> str:
 def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
     if version == 4 and _IPV4_TEXT.fullmatch(value.removesuffix("/32")):
         return ValueKind.IPV4, value.removesuffix("/32")  # the common case, without ipaddress objects
+    if version == 6 and (text := _ipv6_host_text(value.removesuffix("/128"))) is not None:
+        return ValueKind.IPV6, text
     host_kind, net_kind = _IP_KINDS[version]
     try:
         net, addr = _parse_ip(value)
@@ -142,6 +145,24 @@ def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
         return host_kind, _address_text(addr)
     # strict=False masked the host bits: 10.1.2.3/8 names the network 10.0.0.0/8 (STIX 2.1 section 6.4.1).
     return net_kind, f"{_address_text(addr)}/{net.prefixlen}"
+
+
+def _ipv6_host_text(value: str) -> str | None:
+    """RFC 5952 text of a plain IPv6 address through the C library, ~10x cheaper than ipaddress; None for what
+    ipaddress must judge. inet_ntop spells the first longest run of two or more zero groups as "::", lower-case,
+    without leading zeros, exactly as ipaddress does, except for addresses whose first 80 bits are zero, which it
+    writes with an embedded IPv4 part (::ffff:1.2.3.4, ::1.2.3.4): those take the ipaddress route, and a test
+    holds the two routes to the same text."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, value)
+    except (OSError, ValueError):  # zone ids, CIDRs, junk: ipaddress parses them or says what is wrong
+        return None
+    if packed.startswith(_TEN_ZERO_BYTES):
+        return None
+    return socket.inet_ntop(socket.AF_INET6, packed)
+
+
+_TEN_ZERO_BYTES = bytes(10)
 
 
 def _parse_ip(value: str) -> tuple[_IPNetwork | None, _IPAddress]:

@@ -11,12 +11,22 @@ from typing import Any
 import jsonschema
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from msgspec.structs import replace
 from stix2validator import ValidationOptions, validate_instance
 
 from exchange.config import SCHEMA_DIR
 from exchange.dedup.claims import Claim, SightingClaim, Source, claim_from_indicator, claim_from_sighting
-from exchange.dedup.merge import PROVENANCE_EXTENSION, HubIdentity, Merged, combined_confidence, merge
+from exchange.dedup.merge import (
+    PROVENANCE_EXTENSION,
+    HubIdentity,
+    Merged,
+    _finish,
+    _many_claims,
+    combined_confidence,
+    merge,
+)
 from exchange.model.timestamps import format_timestamp, parse_timestamp
 from exchange.normalize.ids import indicator_id
 from exchange.normalize.patterns import canonical_pattern
@@ -359,3 +369,38 @@ def test_sightings_attach_and_follow_the_audience() -> None:
     assert ext["sightings"] == {"count": 7, "sources": ["alice", "writer"], "countries": ["FR", "PL"],
                                 "first_seen": ts("2024-01-02T00:00:00Z"), "last_seen": ts("2024-01-03T12:00:00Z")}
     assert "sightings" not in provenance(merged([claim(ALICE, 1)], sightings=sightings[2:]).body)
+
+
+# --- the one-claim path ------------------------------------------------------------------------------------------
+
+_TIMES = st.integers(min_value=0, max_value=4_102_444_800_000_000) | st.none()
+_WORDS = st.lists(st.sampled_from(["c2", "botnet", "apt", "Phishing", "c2 "]), max_size=4).map(tuple)
+_CLAIMS = st.builds(
+    Claim, indicator_id=st.just(indicator_id(DOMAIN)), pattern=st.just(DOMAIN),
+    source=st.sampled_from(["alice", "bob"]), country=st.sampled_from([None, "", "FR", "DE"]),
+    trust=st.floats(min_value=0, max_value=1), producer_id=st.just("indicator--00000000-0000-4000-8000-000000000001"),
+    created=st.integers(min_value=0, max_value=4_102_444_800_000_000),
+    modified=st.integers(min_value=0, max_value=4_102_444_800_000_000), revoked=st.booleans(),
+    tlp=st.sampled_from(list(Tlp)), confidence=st.integers(min_value=0, max_value=100) | st.none(),
+    valid_from=_TIMES, valid_until=_TIMES, name=st.sampled_from([None, "", "evil"]), labels=_WORDS,
+    indicator_types=st.lists(st.sampled_from(["malicious-activity", "benign"]), max_size=3).map(tuple),
+    kill_chain=st.lists(st.tuples(st.sampled_from(["mitre-attack", "lm"]), st.sampled_from(["c2", "recon"])),
+                        max_size=3).map(tuple),
+    role=st.sampled_from([None, "dst"]), warnings=_WORDS, origin=st.sampled_from([None, "identity--x"]),
+    path=st.lists(st.sampled_from(["identity--x", "identity--y"]), max_size=2).map(tuple),
+)
+
+
+@given(_CLAIMS, st.sampled_from([None, CREATED]), st.lists(st.builds(
+    SightingClaim, sighting_id=st.just("sighting--1"), sighting_of=st.just("indicator--1"), source=st.just("carl"),
+    country=st.sampled_from([None, "AT"]), modified=st.just(CREATED), revoked=st.booleans(),
+    tlp=st.sampled_from(list(Tlp)), count=st.integers(0, 5), first_seen=_TIMES, last_seen=_TIMES), max_size=2))
+def test_one_claim_merges_as_the_general_rule_says(one: Claim, created: int | None,
+                                                   sightings: list[SightingClaim]) -> None:
+    # merge() takes a shortcut for a single visible claim; the general rule (_many_claims) is the reference.
+    fast = merge([one], audience=Tlp.RED, hub=HUB, created=created, previous_modified=0, sightings=sightings)
+    assert fast is not None
+    body, first_created = _many_claims([one], HUB, created, sightings)
+    reference = _finish(body, [one], first_created, 0)
+    assert orjson.dumps(fast.body) == orjson.dumps(reference.body)
+    assert (fast.content_hash, fast.created) == (reference.content_hash, reference.created)

@@ -241,3 +241,18 @@ def test_inferred_kind_matches_the_value(kind_and_raw: tuple[ValueKind, str]) ->
     inferred = infer_kind(raw)
     assert inferred is not None
     assert canonical(inferred, raw)[0] == canonical(kind, raw)[0]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.ip_addresses(v=6) | st.integers(0, 2**48).map(lambda n: ipaddress.IPv6Address(n << st_shift(n))),
+       st.sampled_from(["exploded", "compressed", "upper"]), st.sampled_from(["", "/128"]))
+def test_ipv6_text_is_what_ipaddress_prints(addr: ipaddress.IPv6Address, spelling: str, suffix: str) -> None:
+    # Plain IPv6 addresses are canonicalized through inet_pton/inet_ntop; ipaddress (with the RFC 5952 spelling of
+    # IPv4-mapped addresses) is the reference, for every address, including runs of zeros in every place.
+    text = {"exploded": addr.exploded, "compressed": addr.compressed, "upper": addr.compressed.upper()}[spelling]
+    expected = f"::ffff:{addr.ipv4_mapped}" if addr.ipv4_mapped is not None else str(addr)
+    assert canonical(K.IPV6, text + suffix) == (K.IPV6, expected)
+
+
+def st_shift(n: int) -> int:
+    return 16 * (n % 6)  # zero groups before and after the non-zero bits
