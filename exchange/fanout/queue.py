@@ -33,7 +33,6 @@ from exchange.model.timestamps import now_micros
 from exchange.store.sqlite.engine import SQLiteEngine
 
 _DAY = 86_400
-ENQUEUE_CHUNK = 250  # entries per commit when one alert version goes to many subscriptions (see enqueue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,31 +154,8 @@ class DeliveryQueue:
 
     async def enqueue(self, outgoing: Sequence[Outgoing]) -> list[Delivery]:
         """Add entries, committed before this returns; the ones already queued (same subscription, alert and
-        version) are skipped. Returns the new entries that are pending.
-
-        One alert version to many subscriptions (one entry each) is committed in chunks, each announced as
-        soon as it is durable while the writer thread goes on with the next: the first subscribers' POSTs are
-        on their way while the last entries are written, instead of after all of them (~25 ms for a thousand).
-        """
+        version) are skipped. Returns the new entries that are pending."""
         now = self._now()
-        chunks = [outgoing]
-        if len(outgoing) > ENQUEUE_CHUNK and len({o.subscription_id for o in outgoing}) == len(outgoing):
-            # One entry per subscription: a chunk holds a subscription's whole share, so the backlog cap and
-            # the order of each queue come out as in one transaction.
-            chunks = [outgoing[i:i + ENQUEUE_CHUNK] for i in range(0, len(outgoing), ENQUEUE_CHUNK)]
-        if not outgoing:
-            return []
-        added: list[Delivery] = []
-        writing = self._insert(chunks[0], now)
-        for following in [*chunks[1:], None]:
-            done = await writing
-            if following is not None:  # written while this chunk is announced and its POSTs go out
-                writing = self._insert(following, now)
-            self._announce(done)
-            added += done
-        return added
-
-    def _insert(self, outgoing: Sequence[Outgoing], now: int) -> "asyncio.Future[list[Delivery]]":
         cap = self.limits.backlog_cap
 
         def job(conn: sqlite3.Connection) -> list[Delivery]:
@@ -190,7 +166,9 @@ class DeliveryQueue:
                     evicted |= enforce_cap(conn, subscription, cap, now)
             return [d for d in added if d.id not in evicted]
 
-        return asyncio.ensure_future(self._engine.write(job))
+        added = await self._engine.write(job) if outgoing else []
+        self._announce(added)
+        return added
 
     def note_delivered(self, delivery_id: int) -> None:
         """Settle an entry its receiver took, even a dead one (the backlog cap may evict the entry a worker is

@@ -16,7 +16,7 @@ from exchange.fanout import (
     SseChannel,
     publish,
 )
-from exchange.fanout.queue import ENQUEUE_CHUNK, Listener, StreamEnded
+from exchange.fanout.queue import Listener, StreamEnded
 from exchange.fanout.signing import idempotency_key
 from tests.fanout.helpers import Clock, member, notice, subscription, webhook
 
@@ -236,22 +236,3 @@ async def test_close_writes_the_noted_marks(tmp_path: Path) -> None:
         assert [d.state for d in await reopened.entries("a")] == ["delivered", "pending"]
     finally:
         await reopened.close()
-
-
-async def test_one_version_to_many_subscriptions_is_committed_and_announced_in_chunks(tmp_path: Path) -> None:
-    queue = DeliveryQueue(tmp_path / "fanout.db")
-    await queue.start()
-    announced: list[list[int]] = []
-    queue.watch(lambda entries: announced.append([d.id for d in entries]))
-    try:
-        added = await queue.enqueue([outgoing(f"s{n}", 1) for n in range(2 * ENQUEUE_CHUNK + 100)])
-        assert [len(a) for a in announced] == [ENQUEUE_CHUNK, ENQUEUE_CHUNK, 100]  # each once durable
-        assert [i for a in announced for i in a] == [d.id for d in added] == list(range(1, len(added) + 1))
-        assert {(s.pending, s.last_seq) for s in await queue.stats()} == {(1, 1)}
-        assert await queue.enqueue([outgoing(f"s{n}", 1) for n in range(2 * ENQUEUE_CHUNK + 100)]) == []
-        # Several entries for one subscription: one transaction, as the backlog cap needs.
-        announced.clear()
-        await queue.enqueue([outgoing(f"s{n % 7}", n) for n in range(2, 2 * ENQUEUE_CHUNK)])
-        assert [len(a) for a in announced] == [2 * ENQUEUE_CHUNK - 2]
-    finally:
-        await queue.close()
