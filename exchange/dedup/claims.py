@@ -6,6 +6,7 @@ version, so a newer version from the same producer replaces its claim and a revo
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import msgspec
@@ -85,12 +86,23 @@ def _time(obj: dict[str, Any], prop: str) -> int | None:
 
 
 def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
+    """A list-of-strings property as a sorted tuple of its distinct values."""
     value = obj.get(prop)
     if not value:
         return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidObject(f"'{prop}' must be a list of strings")
-    return tuple(sorted(set(value)))
+    if type(value) is list:
+        try:
+            return _distinct_strings(tuple(value))
+        except TypeError:  # an unhashable member (a list, an object) or a member that is not a string
+            pass
+    raise InvalidObject(f"'{prop}' must be a list of strings")
+
+
+@lru_cache(maxsize=1024)  # peers send a few label and type lists over and over
+def _distinct_strings(values: tuple[Any, ...]) -> tuple[str, ...]:
+    if not all(type(v) is str for v in values):
+        raise TypeError("not all strings")  # raised, so never cached
+    return tuple(sorted(set(values)))
 
 
 # STIX 2.1 section 10.12 indicator-type-ov. Values outside it are kept, as labels, so the canonical
@@ -147,10 +159,16 @@ class Facets(msgspec.Struct, frozen=True, gc=False):
 
 
 def indicator_facets(obj: dict[str, Any]) -> Facets:
-    types = set(_strings(obj, "indicator_types"))
-    return Facets(name=obj.get("name") if isinstance(obj.get("name"), str) else None,
-                  indicator_types=tuple(sorted(types & INDICATOR_TYPES)),
-                  other_types=tuple(sorted(types - INDICATOR_TYPES)), kill_chain=_kill_chain(obj))
+    name = obj.get("name")
+    types, other = _split_types(_strings(obj, "indicator_types"))
+    return Facets(name=name if type(name) is str else None, indicator_types=types, other_types=other,
+                  kill_chain=_kill_chain(obj))
+
+
+@lru_cache(maxsize=256)
+def _split_types(types: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(within the vocabulary, outside it) of sorted distinct indicator types."""
+    return tuple(t for t in types if t in INDICATOR_TYPES), tuple(t for t in types if t not in INDICATOR_TYPES)
 
 
 def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tlp,
@@ -159,22 +177,25 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     if obj.get("pattern_type", "stix") != "stix":
         return None
     pattern = obj.get("pattern")
-    if not isinstance(pattern, str) or not pattern.strip():
+    if type(pattern) is not str or not pattern or pattern.isspace():
         raise InvalidObject("indicator has no 'pattern'")
     canonical, role = canonical_pattern_with_role(pattern)
     facets = indicator_facets(obj)
     created = _time(obj, "created") or 0
-    hits: Iterable[_Hit] = ()
+    labels = _strings(obj, "labels")
+    if facets.other_types:
+        labels = tuple(sorted({*labels, *facets.other_types}))
+    warnings: tuple[str, ...] = ()
     if warn is not None and (value := single_value(canonical)) is not None:
         hits = warn(*value)
+        warnings = tuple(sorted({h.list_name for h in hits})) if hits else ()
     return Claim(
         indicator_id=indicator_id(canonical), pattern=canonical, source=source.name, country=source.country,
         trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
         revoked=bool(obj.get("revoked", False)), tlp=_tlp(obj, default_tlp),
         confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
-        name=facets.name, labels=tuple(sorted({*_strings(obj, "labels"), *facets.other_types})),
-        indicator_types=facets.indicator_types, kill_chain=facets.kill_chain, role=role,
-        warnings=tuple(sorted({h.list_name for h in hits})) if hits else (),
+        name=facets.name, labels=labels, indicator_types=facets.indicator_types, kill_chain=facets.kill_chain,
+        role=role, warnings=warnings,
     )
 
 

@@ -61,12 +61,13 @@ def indicator_id(canonical_pattern: str) -> str:
 
 def uuid5_text(namespace: bytes, name: str) -> str:
     """str(uuid.uuid5(UUID(bytes=namespace), name)), without the two UUID objects and the int round trip that
-    make uuid.uuid5 the costliest step of an indicator id (RFC 9562 section 5.5: SHA-1, then version and variant)."""
-    digest = bytearray(hashlib.sha1(namespace + name.encode()).digest()[:16])
-    digest[6] = digest[6] & 0x0F | 0x50  # version 5
-    digest[8] = digest[8] & 0x3F | 0x80  # variant 10xx (RFC 4122)
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    make uuid.uuid5 the costliest step of an indicator id (RFC 9562 section 5.5: SHA-1, then version and variant),
+    edited in the hex text: the version nibble becomes 5 and the variant nibble's top bits 10."""
+    h = hashlib.sha1(namespace + name.encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def sco_id(sco_type: str, properties: Mapping[str, object]) -> str:

@@ -55,8 +55,11 @@ _KNOWN: dict[str, Tlp] = {
 
 def tlp_of_markings(marking_refs: Any) -> Tlp | None:
     """The strictest TLP among an object's object_marking_refs; None when it carries no TLP marking."""
-    if not isinstance(marking_refs, list):
+    if type(marking_refs) is not list:
         return None
+    if len(marking_refs) == 1:  # the usual case: one TLP marking
+        ref = marking_refs[0]
+        return _KNOWN.get(ref) if type(ref) is str else None
     levels = [_KNOWN[ref] for ref in marking_refs if isinstance(ref, str) and ref in _KNOWN]
     return max(levels) if levels else None
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from stix2.canonicalization.Canonicalize import canonicalize
 
 from exchange.errors import InvalidObject
-from exchange.normalize.ids import NAMESPACE, SCO_NAMESPACE, _jcs, indicator_id, sco_for, sco_id
+from exchange.normalize.ids import NAMESPACE, SCO_NAMESPACE, _jcs, indicator_id, sco_for, sco_id, uuid5_text
 from exchange.normalize.patterns import canonical_pattern, pattern_for
 from exchange.normalize.values import ValueKind
 
@@ -154,3 +154,9 @@ def test_address_ids_match_stix2(addr: object) -> None:
     sco_type, properties = sco_for(kind, str(addr))
     reference = (stix.IPv4Address if kind is K.IPV4 else stix.IPv6Address)(value=properties["value"])
     assert sco_id(sco_type, properties) == reference.id
+
+
+@given(st.text(max_size=300), st.uuids())
+def test_uuid5_text_is_uuid5(name: str, namespace: uuid.UUID) -> None:
+    # The id is edited in hex text for speed; the standard library's uuid5 is the reference.
+    assert uuid5_text(namespace.bytes, name) == str(uuid.uuid5(namespace, name))
