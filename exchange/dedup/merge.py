@@ -23,6 +23,7 @@ PROVENANCE_EXTENSION = "extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e
 PROJECT_IDENTITY = "identity--c39d4954-eedb-43f3-a885-0bfa60b545cb"  # the author of that extension
 MIN_STEP = 1_000  # µs: consecutive canonical versions differ by at least a millisecond in `modified`
 _BY_SOURCE = attrgetter("key", "producer_id")
+_TLP_LABELS = {level: level.label for level in Tlp}  # Tlp.label is a property: once per claim adds up
 _BY_AGE = attrgetter("created", "key")
 
 
@@ -64,7 +65,7 @@ def combined_confidence(claims: Sequence[Claim]) -> int | None:
 
 def _provenance(claim: Claim, hub: HubIdentity) -> dict[str, Any]:
     entry: dict[str, Any] = {"source": claim.source, "original_id": claim.producer_id,
-                             "original_modified": format_timestamp(claim.modified), "tlp": claim.tlp.label,
+                             "original_modified": format_timestamp(claim.modified), "tlp": _TLP_LABELS[claim.tlp],
                              "origin": claim.origin or hub.id, "path": [*claim.path, hub.id]}
     # Optional members, in this order, only when the claim has them.
     if claim.country is not None:
