@@ -206,10 +206,11 @@ def settle_delivered(conn: sqlite3.Connection, ids: Sequence[int], now: int) -> 
     for start in range(0, len(ids), 500):  # SQLite's default limit is 999 parameters per statement
         chunk = ids[start:start + 500]
         marks = ", ".join("?" * len(chunk))
-        pending = conn.execute(f"SELECT subscription, count(*) FROM deliveries WHERE id IN ({marks})"
-                               " AND state = 'pending' GROUP BY subscription", chunk).fetchall()
-        conn.executemany("UPDATE streams SET pending = pending - ? WHERE subscription = ?",
-                         [(count, subscription) for subscription, count in pending])
+        # One statement, not one per subscription: the marks are written while the event loop serves the
+        # other receivers, and each statement step of this thread is a GIL hand-off with it.
+        conn.execute(f"UPDATE streams SET pending = pending - marked.n FROM (SELECT subscription, count(*) AS n"
+                     f" FROM deliveries WHERE id IN ({marks}) AND state = 'pending' GROUP BY subscription) AS marked"
+                     " WHERE streams.subscription = marked.subscription", chunk)
         conn.execute(f"UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, settled_at = ?,"
                      f" last_error = NULL WHERE id IN ({marks}) AND state != 'delivered'", (now, *chunk))
 
