@@ -88,6 +88,43 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_settled ON deliveries(settled_at) WHERE state != 'pending';
     CREATE INDEX deliveries_payload ON deliveries(payload);
     """,
+    # 3: the queued-once key leads with the alert version, not the subscription. Keyed by subscription first,
+    # the thousand entries of one alert version landed on a thousand leaf pages of that index, one per
+    # subscriber's range: each enqueue rewrote them all into the WAL (6 MB per alert to 1,000 subscribers after
+    # 60 alerts, growing with the file) and took twice as long. Keyed by alert version first they are
+    # neighbours. Same columns, same uniqueness; the copy keeps ids, sequences and the AUTOINCREMENT mark.
+    """
+    CREATE TABLE deliveries_v3 (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription    TEXT NOT NULL,
+        seq             INTEGER NOT NULL,
+        channel         TEXT NOT NULL,
+        alert_id        TEXT NOT NULL,
+        version         TEXT NOT NULL,
+        idem_key        TEXT NOT NULL,
+        payload         INTEGER NOT NULL REFERENCES payloads (id),
+        state           TEXT NOT NULL DEFAULT 'pending',
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        queued_at       INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        settled_at      INTEGER,
+        UNIQUE (alert_id, version, subscription),
+        UNIQUE (subscription, seq)
+    );
+    INSERT INTO sqlite_sequence (name, seq) SELECT 'deliveries_v3', seq FROM sqlite_sequence WHERE name = 'deliveries';
+    INSERT INTO deliveries_v3 (id, subscription, seq, channel, alert_id, version, idem_key, payload, state, attempts,
+                               created_at, queued_at, next_attempt_at, last_error, settled_at)
+        SELECT id, subscription, seq, channel, alert_id, version, idem_key, payload, state, attempts, created_at,
+               queued_at, next_attempt_at, last_error, settled_at FROM deliveries;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v3 RENAME TO deliveries;
+    CREATE INDEX deliveries_pending ON deliveries(subscription, seq) WHERE state = 'pending';
+    CREATE INDEX deliveries_dead ON deliveries(subscription, seq) WHERE state = 'dead';
+    CREATE INDEX deliveries_settled ON deliveries(settled_at) WHERE state != 'pending';
+    CREATE INDEX deliveries_payload ON deliveries(payload);
+    """,
 )
 BACKLOG_CAP_REASON = "backlog cap"
 # An entry with its payload's body, in the order `delivery_of` reads.
@@ -122,7 +159,7 @@ def insert_new(conn: sqlite3.Connection, outgoing: Sequence[Outgoing],
         values = ", ".join(["(?, ?, ?)"] * len(keys))
         queued.update(conn.execute(  # CROSS JOIN keeps this order: one lookup in the unique index per key
             f"SELECT d.subscription, d.alert_id, d.version FROM (VALUES {values}) AS k CROSS JOIN deliveries AS d"
-            " ON d.subscription = k.column1 AND d.alert_id = k.column2 AND d.version = k.column3",
+            " ON d.alert_id = k.column2 AND d.version = k.column3 AND d.subscription = k.column1",
             [v for key in keys for v in key]))
     next_id = 1 + conn.execute(  # AUTOINCREMENT: never reuse the id of an entry pruned since
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0),"

@@ -5,6 +5,7 @@ import asyncio
 import random
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from exchange.fanout import (
@@ -14,6 +15,7 @@ from exchange.fanout import (
     QueueLimits,
     RetryPolicy,
     WebhookDispatcher,
+    plan,
     publish,
     verify,
 )
@@ -124,3 +126,41 @@ async def test_entries_queued_before_the_upgrade_are_still_delivered(tmp_path: P
         finally:
             await dispatcher.stop()
             await queue.close()
+
+
+async def test_a_queue_file_of_schema_2_keeps_its_entries_and_its_queued_once_key(tmp_path: Path) -> None:
+    # Schema 3 rebuilt the deliveries table with the queued-once key led by the alert version (fewer pages
+    # written per enqueue); every entry, sequence, state and the AUTOINCREMENT high mark come through.
+    path, version = tmp_path / "fanout.db", "2026-03-02T00:00:00.000000Z"
+    members = [member(name, subscription(f"{name}-hook", HOOK)) for name in ("a", "b")]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.executescript(f"BEGIN; {MIGRATIONS[0]}; {MIGRATIONS[1]}; PRAGMA user_version=2; COMMIT;")
+        conn.execute("INSERT INTO payloads (id, digest, body) VALUES (1, NULL, x'7b7d')")
+        rows = [(4, "a-hook", 1, "report--1", "delivered"), (5, "b-hook", 1, "report--1", "dead"),
+                (6, "a-hook", 2, "report--2", "pending"), (7, "b-hook", 2, "report--2", "pending")]
+        for id_, sub, seq, alert, state in rows:
+            conn.execute("INSERT INTO deliveries (id, subscription, seq, channel, alert_id, version, idem_key,"
+                         " payload, state, created_at, queued_at, next_attempt_at) VALUES (?, ?, ?, 'webhook', ?, ?,"
+                         " ?, 1, ?, 1, 1, 1)", (id_, sub, seq, alert, version, idempotency_key(sub, alert, version),
+                                                state))
+        conn.executemany("INSERT INTO streams (subscription, last_seq, pending) VALUES (?, 2, 1)",
+                         [("a-hook",), ("b-hook",)])
+        conn.execute("UPDATE sqlite_sequence SET seq = 20 WHERE name = 'deliveries'")  # as if 8-20 were pruned
+    finally:
+        conn.close()
+    queue = DeliveryQueue(path)
+    await queue.start()
+    try:
+        got = [(d.id, d.subscription_id, d.seq, d.alert_id, d.state) for sub in ("a-hook", "b-hook")
+               for d in await queue.entries(sub)]
+        assert sorted(got) == rows
+        assert [d.id for d in await queue.entries("a-hook", DeliveryState.PENDING)] == [6]
+        again = [replace(o, alert_id=alert) for alert in ("report--1", "report--2")
+                 for o in plan(members, notice(1, version=version))]
+        assert await queue.enqueue(again) == []  # queued once, as before the upgrade
+        a3, b3 = await publish(queue, members, notice(3))
+        assert (a3.id, a3.seq, b3.id, b3.seq) == (21, 3, 22, 3)
+        assert [(s.pending, s.delivered, s.dead) for s in await queue.stats()] == [(2, 1, 0), (2, 0, 1)]
+    finally:
+        await queue.close()
