@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from exchange.policy.tlp import Tlp
 
 DEFAULT_MAX_RETRY = 86_400.0  # seconds a webhook delivery is retried before it is dead-lettered: one day
@@ -87,8 +89,10 @@ class Member:
     subscriptions: tuple[Subscription, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
+# Outgoing and Delivery are made a thousand at a time on an alert's path (one per subscriber) and hold only
+# strings, numbers and bytes: msgspec structs, ~5x cheaper to build than frozen dataclasses, and untracked by
+# the cyclic GC (gc=False), whose collections they would otherwise set off while the fan-out runs.
+class Outgoing(msgspec.Struct, frozen=True, gc=False):
     """One member's view of one alert version, ready for one subscription's queue."""
 
     subscription_id: str
@@ -105,8 +109,7 @@ class DeliveryState(StrEnum):
     DEAD = "dead"  # retries exhausted or evicted by the backlog cap; replayable
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True, gc=False):
     """An entry of a subscription's queue."""
 
     id: int  # stable across replays: the operator's handle and the X-Exchange-Event-Id header

@@ -7,6 +7,7 @@ the member whose subscription it is, the admin API to operator accounts.
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -54,7 +55,7 @@ def alert_summary(row: AlertRow) -> dict[str, Any]:
 
 
 def delivery_summary(entry: Delivery) -> dict[str, object]:
-    out = asdict(entry)
+    out: dict[str, object] = msgspec.structs.asdict(entry)
     out.pop("body")
     return out
 

@@ -5,8 +5,9 @@ import asyncio
 import random
 import sqlite3
 import time
-from dataclasses import replace
 from pathlib import Path
+
+import msgspec
 
 from exchange.fanout import (
     IDEMPOTENCY_HEADER,
@@ -156,7 +157,7 @@ async def test_a_queue_file_of_schema_2_keeps_its_entries_and_its_queued_once_ke
                for d in await queue.entries(sub)]
         assert sorted(got) == rows
         assert [d.id for d in await queue.entries("a-hook", DeliveryState.PENDING)] == [6]
-        again = [replace(o, alert_id=alert) for alert in ("report--1", "report--2")
+        again = [msgspec.structs.replace(o, alert_id=alert) for alert in ("report--1", "report--2")
                  for o in plan(members, notice(1, version=version))]
         assert await queue.enqueue(again) == []  # queued once, as before the upgrade
         a3, b3 = await publish(queue, members, notice(3))

@@ -4,8 +4,9 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
+
+import msgspec
 
 from exchange.fanout import (
     IDEMPOTENCY_HEADER,
@@ -208,7 +209,7 @@ def test_retry_schedule_stays_within_the_budget() -> None:
                      queued_at=0, next_attempt_at=0, last_error=None, settled_at=None)
     policy = RetryPolicy(base=2.0, cap=600.0)
     assert next_attempt_at(entry, 1_000_000, 3600, policy, Highest()) == 5_000_000  # within 2 * base
-    late = replace(entry, attempts=20)
+    late = msgspec.structs.replace(entry, attempts=20)
     assert next_attempt_at(late, 1_000_000, 3600, policy, Highest()) == 601_000_000  # capped
     assert next_attempt_at(late, 3_599_000_000, 3600, policy, Highest()) == 3_600_000_000  # last try at the deadline
     assert next_attempt_at(late, 3_600_000_000, 3600, policy, Highest()) is None
@@ -227,7 +228,7 @@ async def test_a_worker_reading_its_file_waits_for_its_marks_and_sends_nothing_t
         dispatcher = WebhookDispatcher(queue, [sub], policy=FAST, rng=random.Random(7))
         await dispatcher.start()
         try:
-            added = await queue.enqueue([replace(o, alert_id=f"report--{n}") for n, o in enumerate(
+            added = await queue.enqueue([msgspec.structs.replace(o, alert_id=f"report--{n}") for n, o in enumerate(
                 plan([member("acme", sub)], notice(1)) * count)])
             async with asyncio.timeout(10):
                 await dispatcher.wait_idle()
