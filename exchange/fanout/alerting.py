@@ -21,7 +21,7 @@ import msgpack
 import orjson
 
 from exchange.correlate.alert_stix import ALERT_EXTENSION, alert_object, parse_alert
-from exchange.correlate.alerts import Alert, recompute
+from exchange.correlate.alerts import Alert, alert_id, recompute
 from exchange.correlate.canonical import observations_from_canonical
 from exchange.correlate.families import FamilyIndex
 from exchange.correlate.rules import AlertRules
@@ -257,10 +257,33 @@ class Alerter:
         now = self._now()
         previous = {r.threat_key: parse_alert(r.body, default_tlp=self._s.default_tlp)
                     for r in await self._book.alerts(changed)}
+        caught_up = await self._published_since_book(previous, changed)
+        previous |= {alert.threat_key: alert for alert, _ in caught_up}
         moved = [a for key, state in changed.items()
                  if (a := recompute(previous.get(key), state, self._s.rules, now=now)) is not None]
         published = await self._publish(moved)
-        await self._book.save(changed.values(), published, cursor)
+        await self._book.save(changed.values(), [*caught_up, *published], cursor)
+
+    async def _published_since_book(self, previous: dict[str, Alert],
+                                     keys: Iterable[str]) -> list[tuple[Alert, dict[str, Any]]]:
+        """Versions of these threats' alerts in the alerts collection that are newer than the book's: published
+        (stored and queued) just before a crash that came before the book was saved. The redone batch takes them
+        as the previous versions, so it finds them unchanged and queues nothing twice."""
+        ids = {alert_id(key): key for key in keys}
+        wanted = sorted(ids)
+        found: list[tuple[Alert, dict[str, Any]]] = []
+        for start in range(0, len(wanted), 500):
+            page = await self._store.query_objects(ObjectQuery(
+                collection_id=self._s.alerts_collection, limit=500, ids=tuple(wanted[start:start + 500])))
+            for item in page.items:
+                obj = orjson.loads(item.body)
+                if obj.get("created_by_ref") != self._s.hub.id:
+                    continue
+                alert = parse_alert(obj, default_tlp=self._s.default_tlp)
+                known = previous.get(alert.threat_key)
+                if known is None or alert.modified > known.modified:
+                    found.append((alert, obj))
+        return found
 
     async def sweep(self) -> None:
         """Re-evaluate every open alert with its stored spread, so quiet ones expire."""

@@ -1,6 +1,7 @@
 """Coordinated alerts end to end on a real hub: spread across countries opens one alert, escalates it, and the
 members get it by signed webhook, by SSE with resume, and in the TAXII alerts collection, TLP-filtered."""
 
+import asyncio
 import http.server
 import threading
 import time
@@ -15,6 +16,7 @@ from stix2validator import ValidationOptions, validate_instance
 
 from exchange.cli import main
 from exchange.correlate.alerts import alert_id
+from exchange.fanout.routes import ALERTING
 from exchange.fanout.signing import verify
 from exchange.model.timestamps import format_timestamp, now_micros
 from exchange.policy.credentials import hash_password
@@ -292,3 +294,35 @@ can_write = ["inbox"]
         time.sleep(0.5)
         hub.call(lambda s: s.processor.wait_idle())
         assert len(alerts_seen(hub, "alice")) == 1  # no new version: countries and reporters were not recounted
+
+
+def test_a_batch_redone_after_a_crash_before_the_alert_book_is_saved_delivers_nothing_twice(
+        tmp_path: Path, receiver: Receiver) -> None:
+    # The alerter stores and queues an alert version, then saves its book; a crash in between makes it redo the
+    # batch from the old book. The redo must find the version already published, not raise a newer copy of it.
+    config = alerting_config(tmp_path, receiver.url)
+    with serve_in_thread(config, env={"BANK_SECRET": SECRET}) as hub:
+        alerting = hub.app[ALERTING]  # type: ignore[index]
+        book, save = alerting.book, alerting.book.save
+        crashes: list[int] = []
+
+        async def save_after_crash(*args: Any, **kwargs: Any) -> None:
+            if alerting.alerter.published and not crashes:  # the first version is out: fail as a crash would
+                crashes.append(1)
+                raise OSError("simulated crash between publishing and saving the alert book")
+            await save(*args, **kwargs)
+
+        book.save = save_after_crash
+        post(hub, "alice", [indicator(1, WORM, labels=[TAG])])
+        post(hub, "writer", [indicator(2, WORM)])  # FR + PL: level 1; the book save fails, the batch is redone
+        wait_for(lambda: len(receiver.posts) >= 1 and bool(crashes), within=20, what="the first alert")
+        asyncio.run_coroutine_threadsafe(alerting.alerter.wait_idle(), hub.loop).result(30)
+        assert crashes and len(alerts_seen(hub, "alice")) == 1  # one version, not a second one from the redo
+        post(hub, "ops-de", [indicator(3, WORM)])  # the next version still follows from the caught-up book
+        wait_for(lambda: len(receiver.posts) >= 3, within=20, what="the escalation")
+        time.sleep(1.5)  # past the alerter's retry delay: nothing else may arrive
+        versions = alerts_seen(hub, "alice")
+        assert len(versions) == 2
+        keys = [headers["X-Exchange-Idempotency-Key"] for headers, _ in receiver.posts]
+        assert len(keys) == len(set(keys)) == 3  # bank-hook x2 versions, bank-ransomware x1: each once
+        assert [r.level for r in asyncio.run_coroutine_threadsafe(book.alerts(), hub.loop).result(10)] == [2]
