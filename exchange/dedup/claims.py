@@ -180,13 +180,11 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     if type(pattern) is not str or not pattern or pattern.isspace():
         raise InvalidObject("indicator has no 'pattern'")
     canonical, role = canonical_pattern_with_role(pattern)
-    # indicator_facets(obj), without the Facets record in between: this runs once per indicator received.
-    name = obj.get("name")
-    types, other_types = _split_types(_strings(obj, "indicator_types"))
+    facets = indicator_facets(obj)
     created = _time(obj, "created") or 0
     labels = _strings(obj, "labels")
-    if other_types:
-        labels = tuple(sorted({*labels, *other_types}))
+    if facets.other_types:
+        labels = tuple(sorted({*labels, *facets.other_types}))
     warnings: tuple[str, ...] = ()
     if warn is not None and (value := single_value(canonical)) is not None:
         hits = warn(*value)
@@ -196,8 +194,8 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
         trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
         revoked=bool(obj.get("revoked", False)), tlp=_tlp(obj, default_tlp),
         confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
-        name=name if type(name) is str else None, labels=labels, indicator_types=types,
-        kill_chain=_kill_chain(obj), role=role, warnings=warnings,
+        name=facets.name, labels=labels, indicator_types=facets.indicator_types, kill_chain=facets.kill_chain,
+        role=role, warnings=warnings,
     )
 
 
