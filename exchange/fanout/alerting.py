@@ -269,8 +269,7 @@ class Alerter:
         """Versions of these threats' alerts in the alerts collection that are newer than the book's: published
         (stored and queued) just before a crash that came before the book was saved. The redone batch takes them
         as the previous versions, so it finds them unchanged and queues nothing twice."""
-        ids = {alert_id(key): key for key in keys}
-        wanted = sorted(ids)
+        wanted = sorted({alert_id(key) for key in keys})
         found: list[tuple[Alert, dict[str, Any]]] = []
         for start in range(0, len(wanted), 500):
             page = await self._store.query_objects(ObjectQuery(
