@@ -102,13 +102,13 @@ _NEAR_TIMESTAMPS = st.builds(
 
 @given(_NEAR_TIMESTAMPS)
 def test_the_fast_reading_agrees_with_the_strict_one(text: str) -> None:
-    # _read_text checks the form at its separators and leaves the digits to fromisoformat; _parse_strict is the
-    # reference (the spec's regex and datetime): both must give the same instant or both refuse.
+    # parse_timestamp_text checks the form at its separators and leaves the digits to fromisoformat; _parse_strict
+    # is the reference (the spec's regex and datetime): both must give the same instant or both refuse.
     try:
         expected: int | None = timestamps._parse_strict(text)
     except ValueError:
         expected = None
-    timestamps._read_text.cache_clear()
+    timestamps.parse_timestamp_text.cache_clear()
     try:
         got: int | None = parse_timestamp(text)
     except ValueError:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import msgspec
 
 from exchange.errors import InvalidObject
-from exchange.model.timestamps import parse_timestamp
+from exchange.model.stix import timestamp_property as _time
 from exchange.normalize.ids import indicator_id
 from exchange.normalize.patterns import canonical_pattern_with_role, single_value
 from exchange.normalize.values import ValueKind
@@ -32,6 +32,7 @@ class Source:
 # msgspec structs, not dataclasses: every indicator builds one, and a frozen dataclass of this width costs ~5x
 # more to construct (each field goes through object.__setattr__). gc=False: only strings, numbers and tuples.
 class Claim(msgspec.Struct, frozen=True, gc=False):
+    # Every tuple of strings here is sorted and distinct, as every reader of claims builds it: merge relies on it.
     indicator_id: str
     pattern: str  # canonical
     source: str
@@ -73,16 +74,6 @@ class SightingClaim(msgspec.Struct, frozen=True, gc=False):
     count: int
     first_seen: int | None
     last_seen: int | None
-
-
-def _time(obj: dict[str, Any], prop: str) -> int | None:
-    value = obj.get(prop)
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError as exc:
-        raise InvalidObject(f"invalid '{prop}': {exc}") from None
 
 
 def _strings(obj: dict[str, Any], prop: str) -> tuple[str, ...]:
@@ -189,13 +180,13 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     if warn is not None and (value := single_value(canonical)) is not None:
         hits = warn(*value)
         warnings = tuple(sorted({h.list_name for h in hits})) if hits else ()
+    # Positional: with keywords, building the struct cost ~4x more (0.6 µs of ~20 per indicator). The order is
+    # Claim's field order, and test_claims checks every field of a claim read this way.
     return Claim(
-        indicator_id=indicator_id(canonical), pattern=canonical, source=source.name, country=source.country,
-        trust=source.trust, producer_id=obj["id"], created=created, modified=_time(obj, "modified") or created,
-        revoked=bool(obj.get("revoked", False)), tlp=_tlp(obj, default_tlp),
-        confidence=_confidence(obj), valid_from=_time(obj, "valid_from"), valid_until=_time(obj, "valid_until"),
-        name=facets.name, labels=labels, indicator_types=facets.indicator_types, kill_chain=facets.kill_chain,
-        role=role, warnings=warnings,
+        indicator_id(canonical), canonical, source.name, source.country, source.trust,
+        obj["id"], created, _time(obj, "modified") or created, bool(obj.get("revoked", False)),
+        _tlp(obj, default_tlp), _confidence(obj), _time(obj, "valid_from"), _time(obj, "valid_until"),
+        facets.name, labels, facets.indicator_types, facets.kill_chain, role, warnings,
     )
 
 

@@ -121,7 +121,7 @@ def _finish(body: dict[str, Any], visible: Sequence[Claim], created: int, previo
     digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
     newest_claim = max(c.modified for c in visible) if len(visible) > 1 else visible[0].modified
     body["modified"] = format_timestamp(max(previous_modified + MIN_STEP, newest_claim, created))
-    return Merged(body=body, content_hash=digest, created=created)
+    return Merged(body, digest, created)
 
 
 def _head(first: Claim, hub: HubIdentity, created: int, valid_from: int, claims: int, sources: int) -> dict[str, Any]:
@@ -150,12 +150,12 @@ def _one_claim(claim: Claim, hub: HubIdentity, created: int | None,
     body = _head(claim, hub, created, start, 1, 1)
     if claim.valid_until is not None and claim.valid_until > start:
         body["valid_until"] = format_timestamp(claim.valid_until)
-    if claim.indicator_types:
-        body["indicator_types"] = sorted(set(claim.indicator_types))
+    if claim.indicator_types:  # a claim's lists are sorted and distinct already (see Claim)
+        body["indicator_types"] = list(claim.indicator_types)
     if claim.labels:
-        body["labels"] = sorted(set(claim.labels))
+        body["labels"] = list(claim.labels)
     if claim.kill_chain:
-        body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in sorted(set(claim.kill_chain))]
+        body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in claim.kill_chain]
     live = not claim.revoked
     if live and claim.confidence is not None:
         body["confidence"] = combined_confidence((claim,))
@@ -167,7 +167,7 @@ def _one_claim(claim: Claim, hub: HubIdentity, created: int | None,
     if live and claim.country:
         provenance["countries"] = [claim.country]
     if claim.warnings:
-        provenance["warninglists"] = sorted(set(claim.warnings))
+        provenance["warninglists"] = list(claim.warnings)
     _extension(body, provenance, sightings)
     return body, created
 

@@ -18,11 +18,12 @@ _DAYS = range((date.min - _EPOCH_DATE).days, (date.max - _EPOCH_DATE).days + 1)
 
 def parse_timestamp(text: Any) -> int:
     """Parse a STIX timestamp; ValueError with the offending text when it is not one."""
-    return _read_text(text) if type(text) is str else _parse_strict(text)
+    return parse_timestamp_text(text) if type(text) is str else _parse_strict(text)
 
 
 @lru_cache(maxsize=1024)  # an object's timestamps are read twice (header, claim); created is often valid_from too
-def _read_text(text: str) -> int:
+def parse_timestamp_text(text: str) -> int:
+    """parse_timestamp for a caller that has checked `type(text) is str` (the hot paths: one call less)."""
     # The STIX form pinned at its separators (offsets 4, 7, 10, 13, 16, 19: "--T::" then "Z" or "." with ASCII
     # digits up to the final Z), cheaper than _TIMESTAMP; fromisoformat then checks every digit between them and
     # truncates fractions to microseconds as _parse_strict does. Whatever it refuses (ISO 8601's 24:00, leap

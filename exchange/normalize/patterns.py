@@ -9,7 +9,8 @@ the parser: pattern_builder turns its parse tree into the canonical tree of patt
 
 import re
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import lru_cache
+from typing import NamedTuple
 
 from stix2patterns.exceptions import ParseException
 from stix2patterns.v21.pattern import Pattern
@@ -33,8 +34,8 @@ from exchange.normalize.values import (
     canonical,
     canonical_hash_name,
     hash_kind,
-    normalize_hash,
-    normalize_value,
+    hash_normalizer,
+    value_normalizer,
 )
 
 # [type:value = '…'] or [file:hashes.NAME = '…'] with plain blanks: the shape _fast_parts handles.
@@ -57,9 +58,12 @@ def canonical_pattern(pattern: str) -> str:
 def canonical_pattern_with_role(pattern: str) -> tuple[str, str | None]:
     """Canonical text plus the network role ("dst" or "src") when a misp-stix network-traffic pattern was
     collapsed to the address it names; the caller keeps the role as a label on its claim."""
-    fast = _fast_parts(pattern)
-    if fast is not None:
-        return f"[{fast[1]} = {quote(fast[2])}]", None
+    match = _FAST_SINGLE.fullmatch(pattern)
+    if match is not None and (rule := _fast_rule(*match.group("type", "key"))) is not None:
+        value = _fast_value(rule, match.group("value"))
+        # quote(value) without its two replace() calls for the usual value that has nothing to escape
+        return (f"{rule.prefix}'{value}']" if "'" not in value and "\\" not in value
+                else f"{rule.prefix}{quote(value)}]"), None
     node, role = _canonical_parsed(pattern)
     return node.text, role
 
@@ -122,30 +126,31 @@ def _fast_parts(pattern: str) -> tuple[ObjectPath, str, str] | None:
     _comparison does for `path = 'value'`, inlined: every path here has a value rule, always strict (_value_rule,
     _apply); the tree would be Observation(Comparison(path, "=", False, Literal(quote(value), value), ...))."""
     match = _FAST_SINGLE.fullmatch(pattern)
-    if match is None:
+    if match is None or (rule := _fast_rule(*match.group("type", "key"))) is None:
         return None
-    sco_type, key, raw = match.group("type", "key", "value")
+    return rule.path, rule.path.text, _fast_value(rule, match.group("value"))
+
+
+class _FastRule(NamedTuple):
+    path: ObjectPath
+    prefix: str  # the canonical pattern up to its value: "[path = "
+    normalize: Callable[[str], str]  # the path's value rule
+
+
+@lru_cache(maxsize=128)  # keyed by the regex's type and hash key as spelled: a feed uses a handful
+def _fast_rule(sco_type: str, key: str | None) -> _FastRule | None:
     if key is None:
-        path, path_text, normalize = _fast_path(sco_type, None)
+        path, rule = ObjectPath(sco_type, ("value",)), value_normalizer(VALUE_KINDS[sco_type])
     elif key.startswith("'") or key not in KEYWORDS:
-        path, path_text, normalize = _fast_path(sco_type, canonical_hash_name(key.strip("'")))
+        hash_name = canonical_hash_name(key.strip("'"))
+        path, rule = ObjectPath(sco_type, ("hashes", hash_name)), hash_normalizer(hash_name)
     else:
         return None  # hashes.AND does not lex; let the parser say so
+    return _FastRule(path, f"[{path.text} = ", rule)
+
+
+def _fast_value(rule: _FastRule, raw: str) -> str:
     try:
-        value = normalize(unescape(raw) if "\\" in raw else raw)
+        return rule.normalize(unescape(raw) if "\\" in raw else raw)
     except InvalidObject as exc:
-        raise InvalidObject(f"{path_text}: {exc}") from None
-    return path, path_text, value
-
-
-_FastPath = tuple[ObjectPath, str, Callable[[str], str]]  # a path, its text, the rule for its values
-
-
-@lru_cache(maxsize=128)
-def _fast_path(sco_type: str, hash_name: str | None) -> _FastPath:
-    if hash_name is None:
-        path, rule = ObjectPath(sco_type, ("value",)), partial(normalize_value, VALUE_KINDS[sco_type])
-    else:
-        path, rule = ObjectPath(sco_type, ("hashes", hash_name)), partial(normalize_hash, hash_name)
-    return path, path.text, rule
-
+        raise InvalidObject(f"{rule.path.text}: {exc}") from None

@@ -6,7 +6,9 @@ Pure functions; a value that cannot be canonicalized raises InvalidObject with t
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 
 import idna
 
@@ -114,7 +116,45 @@ def hash_kind(name: str) -> ValueKind | None:
 
 def normalize_hash(name: str, raw: str) -> str:
     """Hex digests lower-case and length-checked; fuzzy hashes (SSDEEP, TLSH) and custom hashes untouched."""
-    name = canonical_hash_name(name)
+    return _hash_text(canonical_hash_name(name), raw)
+
+
+def value_normalizer(kind: ValueKind) -> Callable[[str], str]:
+    """normalize_value(kind, ·) as one function: the common spellings of each kind in a single call, everything
+    else (CIDRs, errors, IDNs) through normalize_value itself, so the two never differ."""
+    return _NORMALIZERS.get(kind) or partial(normalize_value, kind)
+
+
+def hash_normalizer(name: str) -> Callable[[str], str]:
+    """normalize_hash(name, ·) for a name canonical_hash_name has already spelled."""
+    return partial(_hash_text, name)
+
+
+def _ipv4_text(raw: str) -> str:
+    value = raw.strip().removesuffix("/32")
+    return value if _IPV4_TEXT.fullmatch(value) else normalize_value(ValueKind.IPV4, raw)
+
+
+def _ipv6_text(raw: str) -> str:
+    text = _ipv6_host_text(raw.strip().removesuffix("/128"))
+    return text if text is not None else normalize_value(ValueKind.IPV6, raw)
+
+
+def _domain_text(raw: str) -> str:
+    return normalize_domain(raw) if raw and not raw.isspace() else normalize_value(ValueKind.DOMAIN, raw)
+
+
+def _url_text(raw: str) -> str:
+    value = raw.strip()
+    return _normalize_url(value) if value else normalize_value(ValueKind.URL, raw)
+
+
+_NORMALIZERS: dict[ValueKind, Callable[[str], str]] = {
+    ValueKind.IPV4: _ipv4_text, ValueKind.IPV6: _ipv6_text, ValueKind.DOMAIN: _domain_text, ValueKind.URL: _url_text,
+}
+
+
+def _hash_text(name: str, raw: str) -> str:
     length = _HEX_HASH_LENGTHS.get(name)
     value = raw.strip()
     if length is None:

@@ -183,19 +183,24 @@ def test_claim_carries_what_the_source_said() -> None:
     obj = indicator(
         "[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = '198.51.100.7']", n=9,
         name="C2 of family X", confidence=70, valid_until="2025-01-01T00:00:00Z", revoked=False,
-        labels=["c2", "botnet", "c2"], indicator_types=["malicious-activity"],
+        valid_from="2024-01-01T06:00:00Z", object_marking_refs=[TLP1_AMBER],
+        labels=["c2", "botnet", "c2"], indicator_types=["malicious-activity", "c2-server"],
         kill_chain_phases=[{"kill_chain_name": "mitre-attack", "phase_name": "command-and-control"},
                            {"kill_chain_name": "lockheed-martin-cyber-kill-chain", "phase_name": "c2"}],
     )
     made = claim(obj, WRITER)
+    # Every field, as Claim is built positionally: a field out of place shows here.
+    assert made.pattern == "[ipv4-addr:value = '198.51.100.7']"
+    assert made.indicator_id == expected_id(made.pattern)
     assert (made.source, made.country, made.trust) == ("writer", "PL", 0.5)
+    assert (made.tlp, made.warnings, made.origin, made.path) == (Tlp.AMBER, (), None, ())
     assert made.producer_id == obj["id"]
     assert made.created == parse_timestamp(obj["created"])
     assert made.modified == parse_timestamp(obj["modified"])
     assert made.valid_from == parse_timestamp(obj["valid_from"])
     assert made.valid_until == parse_timestamp("2025-01-01T00:00:00Z")
     assert (made.name, made.confidence, made.revoked, made.role) == ("C2 of family X", 70, False, "dst")
-    assert made.labels == ("botnet", "c2")
+    assert made.labels == ("botnet", "c2", "c2-server")  # an indicator type outside the vocabulary is a label
     assert made.indicator_types == ("malicious-activity",)
     assert made.kill_chain == (("lockheed-martin-cyber-kill-chain", "c2"), ("mitre-attack", "command-and-control"))
 

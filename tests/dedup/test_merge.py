@@ -374,7 +374,9 @@ def test_sightings_attach_and_follow_the_audience() -> None:
 # --- the one-claim path ------------------------------------------------------------------------------------------
 
 _TIMES = st.integers(min_value=0, max_value=4_102_444_800_000_000) | st.none()
-_WORDS = st.lists(st.sampled_from(["c2", "botnet", "apt", "Phishing", "c2 "]), max_size=4).map(tuple)
+# A claim's string lists are sorted and distinct, as every reader of claims makes them (see Claim).
+_WORDS = st.lists(st.sampled_from(["c2", "botnet", "apt", "Phishing", "c2 "]), max_size=4).map(
+    lambda w: tuple(sorted(set(w))))
 _CLAIMS = st.builds(
     Claim, indicator_id=st.just(indicator_id(DOMAIN)), pattern=st.just(DOMAIN),
     source=st.sampled_from(["alice", "bob"]), country=st.sampled_from([None, "", "FR", "DE"]),
@@ -383,9 +385,10 @@ _CLAIMS = st.builds(
     modified=st.integers(min_value=0, max_value=4_102_444_800_000_000), revoked=st.booleans(),
     tlp=st.sampled_from(list(Tlp)), confidence=st.integers(min_value=0, max_value=100) | st.none(),
     valid_from=_TIMES, valid_until=_TIMES, name=st.sampled_from([None, "", "evil"]), labels=_WORDS,
-    indicator_types=st.lists(st.sampled_from(["malicious-activity", "benign"]), max_size=3).map(tuple),
+    indicator_types=st.lists(st.sampled_from(["malicious-activity", "benign"]), max_size=3).map(
+        lambda t: tuple(sorted(set(t)))),
     kill_chain=st.lists(st.tuples(st.sampled_from(["mitre-attack", "lm"]), st.sampled_from(["c2", "recon"])),
-                        max_size=3).map(tuple),
+                        max_size=3).map(lambda k: tuple(sorted(set(k)))),
     role=st.sampled_from([None, "dst"]), warnings=_WORDS, origin=st.sampled_from([None, "identity--x"]),
     path=st.lists(st.sampled_from(["identity--x", "identity--y"]), max_size=2).map(tuple),
 )

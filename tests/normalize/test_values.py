@@ -1,6 +1,8 @@
 """Value normalization: equivalence tables, rejections, type inference, and idempotence properties."""
 
 import ipaddress
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import assume, given, settings
@@ -15,6 +17,7 @@ from exchange.normalize.values import (
     hash_kind,
     infer_kind,
     normalize_value,
+    value_normalizer,
 )
 
 K = ValueKind
@@ -256,3 +259,19 @@ def test_ipv6_text_is_what_ipaddress_prints(addr: ipaddress.IPv6Address, spellin
 
 def st_shift(n: int) -> int:
     return 16 * (n % 6)  # zero groups before and after the non-zero bits
+
+
+def _normalized(rule: Callable[[str], str], raw: str) -> str:
+    try:
+        return rule(raw)
+    except InvalidObject as exc:
+        return f"InvalidObject: {exc}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(list(K)).flatmap(lambda k: st.tuples(
+    st.just(k), VALUES.get(k, st.text()) | st.text() | st.sampled_from(["", " ", "\t", "1.2.3.4/32", "::1/128"]))))
+def test_each_kinds_normalizer_is_normalize_value(kind_and_raw: tuple[ValueKind, str]) -> None:
+    # value_normalizer takes the common spellings in one call: the same text, or the same error, every time.
+    kind, raw = kind_and_raw
+    assert _normalized(value_normalizer(kind), raw) == _normalized(partial(normalize_value, kind), raw)
