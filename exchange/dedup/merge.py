@@ -14,6 +14,7 @@ import msgspec
 import orjson
 
 from exchange.dedup.claims import Claim, SightingClaim
+from exchange.model.stix import StixRecord
 from exchange.model.timestamps import format_timestamp
 from exchange.normalize.ids import NAMESPACE, uuid5_text
 from exchange.policy.tlp import Tlp, marking_id
@@ -50,6 +51,7 @@ class Merged(msgspec.Struct, frozen=True):  # a struct: one per materialized ind
     body: dict[str, Any]
     content_hash: bytes  # of everything but `modified`: an unchanged merge makes no new version
     created: int
+    record: StixRecord  # the body as the store keeps it, serialized once: its content hash is content_hash
 
 
 def combined_confidence(claims: Sequence[Claim]) -> int | None:
@@ -118,10 +120,17 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
 
 
 def _finish(body: dict[str, Any], visible: Sequence[Claim], created: int, previous_modified: int) -> Merged:
-    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).digest()[:16]
+    # One serialization serves the hash and the stored record: `modified` goes last, so the bytes before it are
+    # everything but `modified`. The body's keys are in the order this module writes them, the same every time.
+    head = orjson.dumps(body)
+    digest = hashlib.sha256(head).digest()[:16]
     newest_claim = max(c.modified for c in visible) if len(visible) > 1 else visible[0].modified
-    body["modified"] = format_timestamp(max(previous_modified + MIN_STEP, newest_claim, created))
-    return Merged(body, digest, created)
+    modified = max(previous_modified + MIN_STEP, newest_claim, created)
+    body["modified"] = text = format_timestamp(modified)
+    # A hub-made version's id and `modified` name one content, so its content hash serves as the record's too.
+    record = StixRecord(body["id"], "indicator", "2.1", modified, "revoked" in body, digest,
+                        b'%s,"modified":"%s"}' % (head[:-1], text.encode()))
+    return Merged(body, digest, created, record)
 
 
 def _head(first: Claim, hub: HubIdentity, created: int, valid_from: int, claims: int, sources: int) -> dict[str, Any]:

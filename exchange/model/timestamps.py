@@ -58,21 +58,21 @@ def _parse_strict(text: Any) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + micros
 
 
+@lru_cache(maxsize=1024)  # one merge formats the same instant several times (created, valid_from, provenance)
 def format_timestamp(micros: int) -> str:
     """Render microseconds as a STIX timestamp with microsecond precision."""
-    return _text(micros) if type(micros) is int else _format_slow(micros)
-
-
-@lru_cache(maxsize=1024)  # one merge formats the same instant several times (created, valid_from, provenance)
-def _text(micros: int) -> str:
-    seconds, fraction = divmod(micros, 1_000_000)
-    day, second = divmod(seconds, 86_400)
+    if type(micros) is not int:
+        return _format_slow(micros)
+    day, rest = divmod(micros, 86_400_000_000)
     if day not in _DAYS:
         return _format_slow(micros)
-    hour, second = divmod(second, 3_600)
-    minute, second = divmod(second, 60)
+    minute, rest = divmod(rest, 60_000_000)
+    second, fraction = divmod(rest, 1_000_000)
     # printf-style: its %02d is cheaper than an f-string's format spec, which goes through int.__format__.
-    return "%sT%02d:%02d:%02d.%06dZ" % (_day_text(day), hour, minute, second, fraction)  # noqa: UP031
+    return "%sT%s:%02d.%06dZ" % (_day_text(day), _HOUR_MINUTE[minute], second, fraction)  # noqa: UP031
+
+
+_HOUR_MINUTE = ["%02d:%02d" % divmod(minute, 60) for minute in range(1440)]  # noqa: UP031
 
 
 @lru_cache(maxsize=4096)

@@ -3,6 +3,7 @@
 Every merged body is checked with stix2-validator and its provenance extension against the shipped JSON Schema.
 """
 
+import hashlib
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -27,6 +28,7 @@ from exchange.dedup.merge import (
     combined_confidence,
     merge,
 )
+from exchange.model.stix import read_record
 from exchange.model.timestamps import format_timestamp, parse_timestamp
 from exchange.normalize.ids import indicator_id
 from exchange.normalize.patterns import canonical_pattern
@@ -407,3 +409,18 @@ def test_one_claim_merges_as_the_general_rule_says(one: Claim, created: int | No
     reference = _finish(body, [one], first_created, 0)
     assert orjson.dumps(fast.body) == orjson.dumps(reference.body)
     assert (fast.content_hash, fast.created) == (reference.content_hash, reference.created)
+
+
+@given(st.lists(_CLAIMS, min_size=1, max_size=3), st.sampled_from([None, CREATED]),
+       st.integers(min_value=0, max_value=4_102_444_800_000_000))
+def test_the_stored_record_is_the_merged_body_serialized_once(claims: list[Claim], created: int | None,
+                                                              previous: int) -> None:
+    # merge serializes the body once, for the hash and the store: the record must be what read_record makes of it.
+    result = merge(claims, audience=Tlp.RED, hub=HUB, created=created, previous_modified=previous)
+    assert result is not None
+    assert orjson.loads(result.record.body) == result.body
+    assert result.record.body == orjson.dumps(result.body)
+    expected = read_record(result.body)
+    assert result.record == replace(expected, content_hash=result.content_hash, body=result.record.body)
+    without_modified = {k: v for k, v in result.body.items() if k != "modified"}
+    assert result.content_hash == hashlib.sha256(orjson.dumps(without_modified)).digest()[:16]

@@ -129,7 +129,7 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
         elif merged.content_hash == previous_hash:
             continue
         else:
-            record = read_record(merged.body)
+            record = merged.record
             state.save(merged.created, merged.content_hash)
         previous = record.version
         conn.execute("UPDATE indicators SET modified = ? WHERE id = ?", (previous, indicator_id))
