@@ -30,7 +30,7 @@ from exchange.fanout.webhooks import RetryPolicy, WebhookDispatcher
 from exchange.ingest.journal import Journal
 from exchange.ingest.peers import PeerHealth, peer_credentials, peer_health
 from exchange.ingest.poller import Backlog, Poller, pull_targets, run_pollers
-from exchange.ingest.processor import ClaimPolicy, Processor, run_processor
+from exchange.ingest.processor import GC_THRESHOLDS, ClaimPolicy, Processor, run_processor
 from exchange.model.timestamps import now_micros
 from exchange.observe.endpoints import add_observe_routes
 from exchange.observe.metrics import METRICS, HubMetrics
@@ -295,6 +295,7 @@ async def serve(settings: Settings) -> None:
     # Frozen, the cyclic collector no longer walks it in every full collection: those took ~125 ms of the event
     # loop each, every few alerts, and an alert's fan-out that one landed in was late by as much (issue #5).
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     print(f"exchange hub listening on {'https' if tls else 'http'}://{settings.hub.host}:{port}/taxii2/ "
           f"(data in {settings.hub.data_dir})", flush=True)
     stop = asyncio.Event()

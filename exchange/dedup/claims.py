@@ -152,8 +152,7 @@ class Facets(msgspec.Struct, frozen=True, gc=False):
 def indicator_facets(obj: dict[str, Any]) -> Facets:
     name = obj.get("name")
     types, other = _split_types(_strings(obj, "indicator_types"))
-    return Facets(name=name if type(name) is str else None, indicator_types=types, other_types=other,
-                  kill_chain=_kill_chain(obj))
+    return Facets(name if type(name) is str else None, types, other, _kill_chain(obj))  # positional: see Claim
 
 
 @lru_cache(maxsize=256)

@@ -26,6 +26,10 @@ from exchange.store.base import EnvelopeWrite, ObjectResult, Outcome, StatusReco
 log = logging.getLogger(__name__)
 BATCH = 32  # envelopes per store transaction
 RETRY_DELAY = 1.0
+# The cyclic collector's thresholds for a hub (app.serve). Decoding one envelope makes thousands of dicts and lists
+# that die with it; at CPython's default first threshold of 700 the collector walked them several times per
+# envelope, ~8% of prepare() in scripts/bench_pipeline.py. A pause for 10,000 young objects is still ~1 ms.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 @dataclass(frozen=True, slots=True)

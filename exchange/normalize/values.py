@@ -141,7 +141,8 @@ def _ipv6_text(raw: str) -> str:
 
 
 def _domain_text(raw: str) -> str:
-    return normalize_domain(raw) if raw and not raw.isspace() else normalize_value(ValueKind.DOMAIN, raw)
+    value = raw.strip()  # before normalize_domain, as canonical() does: its messages quote the stripped value
+    return normalize_domain(value) if value else normalize_value(ValueKind.DOMAIN, raw)
 
 
 def _url_text(raw: str) -> str:
