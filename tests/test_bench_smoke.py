@@ -80,3 +80,22 @@ def test_bench_pipeline_quick_prints_its_figures(tmp_path: Path) -> None:
     assert doc["hub"]["median"] > 0 and doc["baseline"]["median"] > 0 and doc["durable"]["median"] > 0
     assert doc["ratio"]["of_medians"] == doc["hub"]["median"] / doc["baseline"]["median"]
     assert doc["problems"] == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's per-process CPU clock and /proc")
+def test_a_servers_cpu_time_is_read_finer_than_a_clock_tick() -> None:
+    # bench_fanout charges the hub's CPU per alert; a small alert costs less than /proc's 10 ms tick.
+    from scripts.bench.procfs import cpu_seconds
+
+    busy = subprocess.Popen([sys.executable, "-c", "import sys, time\nend = time.process_time() + 0.013\n"
+                             "while time.process_time() < end: pass\nprint(flush=True)\nsys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy.stdout is not None and busy.stdout.readline() == "\n"  # it has spent its 13 ms
+        spent = cpu_seconds(busy.pid)
+        assert 0.013 <= spent < 5
+        assert spent * 1000 % 10 != 0  # not a whole number of ticks: nanoseconds
+    finally:
+        busy.kill()
+        busy.wait()
+    assert cpu_seconds(busy.pid) == 0.0  # gone
