@@ -58,9 +58,9 @@ def canonical_pattern(pattern: str) -> str:
 def canonical_pattern_with_role(pattern: str) -> tuple[str, str | None]:
     """Canonical text plus the network role ("dst" or "src") when a misp-stix network-traffic pattern was
     collapsed to the address it names; the caller keeps the role as a label on its claim."""
-    match = _FAST_SINGLE.fullmatch(pattern)
-    if match is not None and (rule := _fast_rule(*match.group("type", "key"))) is not None:
-        value = _fast_value(rule, match.group("value"))
+    fast = _fast_parts(pattern)
+    if fast is not None:
+        rule, value = fast
         # quote(value) without its two replace() calls for the usual value that has nothing to escape
         return (f"{rule.prefix}'{value}']" if "'" not in value and "\\" not in value
                 else f"{rule.prefix}{quote(value)}]"), None
@@ -79,7 +79,7 @@ def single_value(pattern: str) -> tuple[ValueKind, str] | None:
     """(kind, value) when the pattern canonically says "this one value", as pattern_for builds it; else None."""
     fast = _fast_parts(pattern)
     if fast is not None:
-        return _single_value(fast[0], fast[2])
+        return _single_value(fast[0].path, fast[1])
     node, _ = _canonical_parsed(pattern)
     if not isinstance(node, Observation) or not isinstance(node.expr, Comparison):
         return None
@@ -117,8 +117,8 @@ def _canonical_parsed(pattern: str) -> tuple[Node, str | None]:
     return collapse(parse_pattern(pattern))
 
 
-def _fast_parts(pattern: str) -> tuple[ObjectPath, str, str] | None:
-    """(path, its text, normalized value) of a one-comparison pattern, else None.
+def _fast_parts(pattern: str) -> tuple["_FastRule", str] | None:
+    """(the rule of its path, normalized value) of a one-comparison pattern, else None.
 
     Most indicators are one comparison of a typed value; recognizing them with a regex instead of the ANTLR
     parser is 10-20x faster. Anything the regex does not fully match takes the parser, and the tests check that
@@ -128,7 +128,7 @@ def _fast_parts(pattern: str) -> tuple[ObjectPath, str, str] | None:
     match = _FAST_SINGLE.fullmatch(pattern)
     if match is None or (rule := _fast_rule(*match.group("type", "key"))) is None:
         return None
-    return rule.path, rule.path.text, _fast_value(rule, match.group("value"))
+    return rule, _fast_value(rule, match.group("value"))
 
 
 class _FastRule(NamedTuple):
