@@ -118,9 +118,18 @@ def _kill_chain(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     if not phases:
         return ()
     try:
-        return tuple(sorted({(_slug(p["kill_chain_name"]), _slug(p["phase_name"])) for p in phases}))
-    except (TypeError, KeyError):
-        raise InvalidObject("'kill_chain_phases' entries need kill_chain_name and phase_name") from None
+        if len(phases) == 1:  # the common case: no set to build, nothing to sort
+            return (_phase(phases[0]["kill_chain_name"], phases[0]["phase_name"]),)
+        return tuple(sorted({_phase(p["kill_chain_name"], p["phase_name"]) for p in phases}))
+    except (TypeError, KeyError, IndexError):
+        raise InvalidObject("'kill_chain_phases' entries need kill_chain_name and phase_name strings") from None
+
+
+@lru_cache(maxsize=1024)  # peers name a handful of phases over and over
+def _phase(chain: Any, phase: Any) -> tuple[str, str]:
+    if type(chain) is not str or type(phase) is not str:
+        raise TypeError("not strings")  # raised, so never cached
+    return _slug(chain), _slug(phase)
 
 
 def _confidence(obj: dict[str, Any]) -> int | None:

@@ -183,40 +183,68 @@ def _one_claim(claim: Claim, hub: HubIdentity, created: int | None,
 
 def _many_claims(visible: Sequence[Claim], hub: HubIdentity, created: int | None,
                  sightings: Sequence[SightingClaim]) -> tuple[dict[str, Any], int]:
-    if created is None:
-        created = min(c.created for c in visible)
+    """The merge rule, over claims sorted by _BY_SOURCE. One pass gathers what the rule takes from the claims:
+    a comprehension per property cost more than the rest of a two-claim merge."""
     live = [c for c in visible if not c.revoked]
     basis = live or visible  # revoked only when no live claim is left
-    first = min(basis, key=_BY_AGE)
-    starts = [c.valid_from for c in basis if c.valid_from is not None]
-    ends = [c.valid_until for c in basis if c.valid_until is not None]
-    start = min(starts) if starts else created
-    body = _head(first, hub, created, start, len(basis), len({c.key for c in basis}))
-    if ends and len(ends) == len(basis) and max(ends) > start:
-        body["valid_until"] = format_timestamp(max(ends))  # open-ended as soon as one source says so
-    for prop, values in (("indicator_types", {t for c in basis for t in c.indicator_types}),
-                         ("labels", {t for c in basis for t in c.labels})):
-        if values:
-            body[prop] = sorted(values)
-    phases = sorted({p for c in basis for p in c.kill_chain})
+    if created is None:
+        created = min([c.created for c in visible])
+    first = basis[0]
+    first_age = (first.created, first.key)
+    start = end = None
+    open_ended = False
+    keys: set[str] = set()
+    types: set[str] = set()
+    labels: set[str] = set()
+    phases: set[tuple[str, str]] = set()
+    for c in basis:
+        key = c.key
+        keys.add(key)
+        if c.created < first_age[0] or (c.created == first_age[0] and key < first_age[1]):
+            first, first_age = c, (c.created, key)
+        if c.valid_from is not None and (start is None or c.valid_from < start):
+            start = c.valid_from
+        if c.valid_until is None:
+            open_ended = True
+        elif end is None or c.valid_until > end:
+            end = c.valid_until
+        types.update(c.indicator_types)
+        labels.update(c.labels)
+        phases.update(c.kill_chain)
+    if start is None:
+        start = created
+    body = _head(first, hub, created, start, len(basis), len(keys))
+    if not open_ended and end is not None and end > start:
+        body["valid_until"] = format_timestamp(end)  # open-ended as soon as one source says so
+    if types:
+        body["indicator_types"] = sorted(types)
+    if labels:
+        body["labels"] = sorted(labels)
     if phases:
-        body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in phases]
+        body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in sorted(phases)]
     confidence = combined_confidence(live)
     if confidence is not None:
         body["confidence"] = confidence
     if not live:
         body["revoked"] = True
-    body["object_marking_refs"] = [marking_id(max(c.tlp for c in visible))]
+    tlp = visible[0].tlp
+    warnings: set[str] = set()
+    provenance_claims = []
+    for c in visible:
+        if c.tlp > tlp:
+            tlp = c.tlp
+        warnings.update(c.warnings)
+        provenance_claims.append(_provenance(c, hub))
+    body["object_marking_refs"] = [marking_id(tlp)]
     provenance: dict[str, Any] = {
         "extension_type": "property-extension",
-        "claims": [_provenance(c, hub) for c in visible],
-        "source_count": len({c.key for c in live}),
+        "claims": provenance_claims,
+        "source_count": len(keys) if live else 0,
     }
     countries = sorted({c.country for c in live if c.country})
     if countries:  # STIX 2.1 section 3.3: empty lists are not allowed
         provenance["countries"] = countries
-    warnings = sorted({w for c in visible for w in c.warnings})
     if warnings:
-        provenance["warninglists"] = warnings
+        provenance["warninglists"] = sorted(warnings)
     _extension(body, provenance, sightings)
     return body, created

@@ -221,11 +221,26 @@ def test_revoked_and_unversioned_claims() -> None:
         ("labels", "c2", "labels"),
         ("labels", ["c2", 3], "labels"),
         ("kill_chain_phases", [{"phase_name": "c2"}], "kill_chain_phases"),
+        ("kill_chain_phases", [{"kill_chain_name": 5, "phase_name": "c2"}], "kill_chain_phases"),
+        ("kill_chain_phases", [{"kill_chain_name": "mitre-attack", "phase_name": ["c2"]}], "kill_chain_phases"),
+        ("kill_chain_phases", ["mitre-attack"], "kill_chain_phases"),
+        ("kill_chain_phases", {"kill_chain_name": "mitre-attack", "phase_name": "c2"}, "kill_chain_phases"),
+        ("kill_chain_phases", 7, "kill_chain_phases"),
     ],
 )
 def test_malformed_properties_are_invalid(prop: str, value: Any, words: str) -> None:
     with pytest.raises(InvalidObject, match=words):
         claim(indicator("[domain-name:value = 'evil.example']", **{prop: value}))
+
+
+def test_one_kill_chain_phase_reads_as_in_a_list_of_several() -> None:
+    # A single phase takes a shortcut (no set, no sort); it must give what the general rule gives.
+    phase = {"kill_chain_name": "Lockheed Martin_Cyber Kill Chain", "phase_name": " Command and  Control"}
+    other = {"kill_chain_name": "mitre-attack", "phase_name": "initial-access"}
+    one = claim(indicator("[domain-name:value = 'evil.example']", kill_chain_phases=[phase]))
+    two = claim(indicator("[domain-name:value = 'evil.example']", kill_chain_phases=[other, phase, dict(phase)]))
+    assert one.kill_chain == (("lockheed-martin-cyber-kill-chain", "command-and-control"),)
+    assert two.kill_chain == (one.kill_chain[0], ("mitre-attack", "initial-access"))
 
 
 def sighting(of: str, **props: Any) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from exchange.model.stix import read_record
 from exchange.model.timestamps import format_timestamp, parse_timestamp
 from exchange.normalize.ids import indicator_id
 from exchange.normalize.patterns import canonical_pattern
-from exchange.policy.tlp import Tlp
+from exchange.policy.tlp import Tlp, marking_id
 
 HUB = HubIdentity("Test CERT")
 ALICE = Source(name="alice", country="FR", trust=1.0)
@@ -424,3 +424,50 @@ def test_the_stored_record_is_the_merged_body_serialized_once(claims: list[Claim
     assert result.record == replace(expected, content_hash=result.content_hash, body=result.record.body)
     without_modified = {k: v for k, v in result.body.items() if k != "modified"}
     assert result.content_hash == hashlib.sha256(orjson.dumps(without_modified)).digest()[:16]
+
+
+def _by_the_rule(claims: list[Claim], created: int | None) -> dict[str, Any]:
+    """What the merge rule (docs/dedup.md) says of sorted claims, property by property, written plainly."""
+    live = [c for c in claims if not c.revoked]
+    basis = live or claims
+    created = min(c.created for c in claims) if created is None else created
+    first = min(basis, key=lambda c: (c.created, c.key))
+    starts = [c.valid_from for c in basis if c.valid_from is not None]
+    start = min(starts) if starts else created
+    ends = [c.valid_until for c in basis if c.valid_until is not None]
+    phases = sorted({p for c in basis for p in c.kill_chain})
+    expected: dict[str, Any] = {
+        "created": format_timestamp(created), "valid_from": format_timestamp(start),
+        "name": first.name or first.pattern,
+        "description": f"Merged by {HUB.name} from {len(basis)} claim(s) of {len({c.key for c in basis})} "
+                       "source(s); provenance in the extension.",
+        "valid_until": format_timestamp(max(ends)) if len(ends) == len(basis) and max(ends) > start else None,
+        "indicator_types": sorted({t for c in basis for t in c.indicator_types}) or None,
+        "labels": sorted({t for c in basis for t in c.labels}) or None,
+        "kill_chain_phases": [{"kill_chain_name": k, "phase_name": p} for k, p in phases] or None,
+        "confidence": combined_confidence(live), "revoked": True if not live else None,
+        "object_marking_refs": [marking_id(max(c.tlp for c in claims))],
+        "source_count": len({c.key for c in live}),
+        "countries": sorted({c.country for c in live if c.country}) or None,
+        "warninglists": sorted({w for c in claims for w in c.warnings}) or None,
+        "claims": [c.producer_id for c in claims],
+    }
+    return expected
+
+
+@given(st.lists(st.builds(replace, _CLAIMS, producer_id=st.sampled_from(["indicator--1", "indicator--2"]),
+                          created=st.sampled_from([CREATED, CREATED + 1]), name=st.sampled_from(["a", "b"])),
+                max_size=5, min_size=2, unique_by=lambda c: (c.key, c.producer_id)),  # one claim per producer
+       st.sampled_from([None, CREATED]))
+def test_several_claims_merge_as_the_rule_says(claims: list[Claim], created: int | None) -> None:
+    # _many_claims gathers everything in one pass over the claims; the rule, written plainly, is the reference.
+    claims.sort(key=lambda c: (c.key, c.producer_id))
+    body, first_created = _many_claims(claims, HUB, created, ())
+    provenance = body["extensions"][PROVENANCE_EXTENSION]
+    found = {**{k: body.get(k) for k in ("created", "valid_from", "name", "description", "valid_until",
+                                         "indicator_types", "labels", "kill_chain_phases", "confidence", "revoked",
+                                         "object_marking_refs")},
+             **{k: provenance.get(k) for k in ("source_count", "countries", "warninglists")},
+             "claims": [entry["original_id"] for entry in provenance["claims"]]}
+    assert found == _by_the_rule(claims, created)
+    assert first_created == (min(c.created for c in claims) if created is None else created)
