@@ -15,6 +15,9 @@ from exchange.model.timestamps import format_timestamp
 from exchange.policy.tlp import Tlp
 from exchange.store.base import MergePolicy
 
+# A dict lookup, not Tlp(n): every materialization unpacks every claim of its indicator.
+_TLPS = {int(level): level for level in Tlp}
+
 
 def pack_claim(c: Claim) -> bytes:
     return msgpack.packb([c.indicator_id, c.pattern, c.source, c.country, c.trust, c.producer_id, c.created,
@@ -23,15 +26,11 @@ def pack_claim(c: Claim) -> bytes:
 
 
 def unpack_claim(data: bytes) -> Claim:
-    fields = msgpack.unpackb(data)
-    (ind, pattern, source, country, trust, producer, created, modified, revoked, tlp, confidence, valid_from,
-     valid_until, name, labels, types, kill_chain, role, warnings) = fields[:19]
-    origin, path = fields[19:21] if len(fields) > 19 else (None, ())  # claims written before federation
-    return Claim(indicator_id=ind, pattern=pattern, source=source, country=country, trust=trust,
-                 producer_id=producer, created=created, modified=modified, revoked=revoked, tlp=Tlp(tlp),
-                 confidence=confidence, valid_from=valid_from, valid_until=valid_until, name=name,
-                 labels=tuple(labels), indicator_types=tuple(types), kill_chain=tuple(tuple(k) for k in kill_chain),
-                 role=role, warnings=tuple(warnings), origin=origin, path=tuple(path))
+    # use_list=False: msgpack arrays come back as the tuples a claim holds. Positional, as Claim explains; a claim
+    # written before federation has 19 fields, and origin and path keep their defaults.
+    fields = list(msgpack.unpackb(data, use_list=False))
+    fields[9] = _TLPS[fields[9]]
+    return Claim(*fields)
 
 
 def pack_sighting(s: SightingClaim) -> bytes:
@@ -40,9 +39,9 @@ def pack_sighting(s: SightingClaim) -> bytes:
 
 
 def unpack_sighting(data: bytes) -> SightingClaim:
-    sid, of, source, country, modified, revoked, tlp, count, first_seen, last_seen = msgpack.unpackb(data)
-    return SightingClaim(sighting_id=sid, sighting_of=of, source=source, country=country, modified=modified,
-                         revoked=revoked, tlp=Tlp(tlp), count=count, first_seen=first_seen, last_seen=last_seen)
+    fields = list(msgpack.unpackb(data, use_list=False))
+    fields[6] = _TLPS[fields[6]]
+    return SightingClaim(*fields)
 
 
 def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> tuple[bool, str]:
