@@ -227,6 +227,13 @@ def test_an_id_with_a_trailing_newline_is_invalid() -> None:
         read_record(sdo(id="indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f\n"))
 
 
+@pytest.mark.parametrize("value", [2**64, -(2**63) - 1, {"nested": [10**30]}])
+def test_an_integer_json_cannot_carry_is_an_invalid_object(value: Any) -> None:
+    # orjson's decoder turns such numbers into floats; a dict from another decoder may still hold one.
+    with pytest.raises(InvalidObject, match="not serializable as JSON"):
+        read_record(sdo(x_number=value))
+
+
 # --- TAXII query parsing --------------------------------------------------------------------------------------------
 
 

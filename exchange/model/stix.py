@@ -78,7 +78,10 @@ def read_record(obj: Any) -> StixRecord:
     revoked = obj.get("revoked", False)
     if type(revoked) is not bool:
         raise InvalidObject(f"invalid 'revoked' {revoked!r}: expected true or false")
-    body = orjson.dumps(obj)
+    try:
+        body = orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits from a decoder other than orjson's
+        raise InvalidObject(f"not serializable as JSON: {exc}") from None
     # Positional: a struct built with keywords costs several times more, once per object.
     return StixRecord(obj_id, obj_type, spec_version, version, revoked, hashlib.sha256(body).digest()[:16], body)
 
