@@ -14,7 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stix2validator import ValidationOptions, validate_instance
 
+from exchange.dedup.claims import Source
 from exchange.errors import InvalidObject
+from exchange.ingest.processor import ClaimPolicy, derive
+from exchange.model.stix import read_record
 from exchange.normalize.formats import Format, ReadResult, Reject, detect, read
 from exchange.normalize.formats.iocs import read_csv, read_text
 from exchange.normalize.formats.stix2x import read_stix2, upgrade_object
@@ -342,6 +345,18 @@ def test_stix20_upgrade_rules() -> None:
     assert tlp == {"type": "marking-definition", "spec_version": "2.1", "id": TLP_GREEN,
                    "created": "2017-01-20T00:00:00.000Z", "definition_type": "tlp", "name": "TLP:GREEN",
                    "definition": {"tlp": "green"}}
+
+
+def test_stix20_labels_that_are_not_all_strings_are_rejected_as_labels() -> None:
+    # Found by fuzzing: the upgrade looked each label up in a vocabulary set, and a dict among them escaped as
+    # "unhashable type" instead of the claim reader's rejection.
+    indicator = {"type": "indicator", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+                 "created": "2019-05-01T10:00:00.000Z", "modified": "2019-05-01T10:00:00.000Z",
+                 "labels": ["malicious-activity", {"x": 1}], "pattern": "[domain-name:value = 'evil.com']"}
+    [upgraded] = upgrade_object(indicator)
+    assert upgraded["labels"] == indicator["labels"] and "indicator_types" not in upgraded
+    with pytest.raises(InvalidObject, match="'labels' must be a list of strings"):
+        derive(indicator, read_record(indicator), Source(name="peer"), ClaimPolicy())
 
 
 def test_stix20_observed_data_becomes_scos_with_deterministic_ids() -> None:

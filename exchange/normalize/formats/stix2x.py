@@ -188,8 +188,8 @@ def _check_order(obj: dict[str, Any]) -> None:
 
 def _labels_to_types(obj: dict[str, Any]) -> None:
     labels = obj.get("labels")
-    if not isinstance(labels, list):
-        return
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        return  # left as sent, for the object's reader to reject with its own message
     prop, vocab = _TYPES_VOCAB[obj["type"]]
     typed = [label for label in labels if label in vocab]
     if not typed:
