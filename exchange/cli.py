@@ -200,7 +200,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     from exchange.model.timestamps import format_timestamp
     from exchange.normalize.formats.detect import read
 
-    batches, rejects = [], []
+    batches, rejects, notes = [], [], []
     for name in args.files:
         try:
             data = Path(name).read_bytes()
@@ -209,10 +209,13 @@ def cmd_normalize(args: argparse.Namespace) -> int:
         # The file's own time stamps what CSV/text rows do not say, so the same file gives the same output.
         result = read(data, args.format, name, now=format_timestamp(int(Path(name).stat().st_mtime * 1_000_000)))
         rejects += [(r.where, r.message) for r in result.rejects]
+        notes += [(r.where, r.message) for r in result.notes]
         batches.append((Source(name=name), result.objects))
     merged = deduplicate(batches, hub=HubIdentity(args.identity), warn=_warninglists())
     rejects += merged.rejects
     sys.stdout.buffer.write(orjson.dumps(bundle(merged.objects), option=orjson.OPT_INDENT_2) + b"\n")
+    for where, message in notes:
+        print(f"{where}: note: {message}", file=sys.stderr)
     for where, message in rejects:
         print(f"{where}: rejected: {message}", file=sys.stderr)
     return 1 if rejects else 0
@@ -242,6 +245,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise ConfigError(f"no such file: {path}")
     report = asyncio.run(ingest_files(paths, args.hub, credentials, fmt=args.format))
+    for where, message in report.notes:
+        print(f"{where}: note: {message}", file=sys.stderr)
     for where, message in report.rejects:
         print(f"{where}: rejected: {message}", file=sys.stderr)
     for ident, message in report.failures:
@@ -307,7 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     normalize = sub.add_parser(
         "normalize", help="convert and deduplicate files into one STIX 2.1 bundle on stdout (no hub needed)",
         description="Convert STIX 2.1/2.0/1.x, MISP, CSV or text IOC files into canonical, deduplicated STIX 2.1. "
-                    "Rejects go to stderr with file and line/object; exit 1 when anything was rejected.")
+                    "Rejects go to stderr with file and line/object; exit 1 when anything was rejected. Notes "
+                    "(converted with a caveat, e.g. a MISP event without its creator organization) go to stderr "
+                    "too and leave the exit status alone.")
     normalize.add_argument("files", nargs="+", metavar="FILE")
     normalize.add_argument("--format", choices=FORMATS, default="auto", help="input format (default: detect)")
     normalize.add_argument("--identity", default="exchange normalize",

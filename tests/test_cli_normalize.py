@@ -55,6 +55,24 @@ def test_normalize_is_repeatable() -> None:
     assert json.loads(first.stdout)["id"] == json.loads(second.stdout)["id"]
 
 
+def test_notes_do_not_fail_a_run_and_skipped_misp_attributes_do(tmp_path: Path) -> None:
+    event = json.loads(MISP.read_bytes())
+    del event["Event"]["Orgc"]
+    (tmp_path / "no-orgc.json").write_text(json.dumps(event))
+    noted = run("normalize", str(tmp_path / "no-orgc.json"))
+    assert noted.returncode == 0, noted.stderr
+    assert noted.stderr == f"{tmp_path / 'no-orgc.json'}:{event['Event']['uuid']}: note: Missing Orgc field.\n"
+    assert len(indicators(json.loads(noted.stdout))) == 6
+    event["Event"]["Attribute"][0].update(type="ip-dst", value="not-an-ip")
+    (tmp_path / "bad-ip.json").write_text(json.dumps(event))
+    rejected = run("normalize", str(tmp_path / "bad-ip.json"))
+    assert rejected.returncode == 1
+    lines = rejected.stderr.splitlines()  # the note, the reject, and nothing from pymisp's own logger
+    assert len(lines) == 2 and lines[0].endswith("note: Missing Orgc field."), lines
+    assert "rejected: Failed validation for ip-dst Attribute" in lines[1] and lines[1].endswith("invalid format.")
+    assert len(indicators(json.loads(rejected.stdout))) == 5
+
+
 def test_rejects_name_file_and_line_and_exit_1(tmp_path: Path) -> None:
     feed = tmp_path / "feed.txt"
     feed.write_text("# a comment\nevil[.]example\nnot a value at all !!\n198.51.100[.]7\n")
@@ -71,11 +89,15 @@ def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_ingest_posts_files_to_a_running_hub(tmp_path: Path) -> None:
+    event = json.loads(MISP.read_bytes())
+    del event["Event"]["Orgc"]  # the MISP twin of the CSV, converted with a note, which must not fail the run
+    (tmp_path / "no-orgc.json").write_text(json.dumps(event))
     with thread_hub(tmp_path) as hub:
-        result = run("ingest", str(CSV), str(MISP), "--hub", hub.collection_url(), "--user", "alice",
-                     env={"EXCHANGE_PASSWORD": PASSWORDS["alice"]})
+        result = run("ingest", str(CSV), str(tmp_path / "no-orgc.json"), "--hub", hub.collection_url(),
+                     "--user", "alice", env={"EXCHANGE_PASSWORD": PASSWORDS["alice"]})
         assert result.returncode == 0, result.stderr
         assert "0 failed" in result.stdout
+        assert result.stderr == f"{tmp_path / 'no-orgc.json'}:{event['Event']['uuid']}: note: Missing Orgc field.\n"
         canonical = requests.get(hub.collection_url(CANONICAL) + "objects/", auth=("alice", PASSWORDS["alice"]),
                                  params={"match[type]": "indicator"}, timeout=10).json()["objects"]
         assert len(canonical) == 6

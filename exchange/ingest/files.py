@@ -22,6 +22,7 @@ class IngestReport:
     succeeded: int = 0
     failed: int = 0
     rejects: list[tuple[str, str]] = field(default_factory=list)  # conversion rejects: (where, message)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # converted with a caveat: (where, message)
     failures: list[tuple[str, str]] = field(default_factory=list)  # hub failures: (object id, message)
 
 
@@ -52,6 +53,7 @@ async def ingest_files(paths: list[Path], collection_url: str, credentials: Cred
         for path in paths:
             result = await asyncio.to_thread(read, path.read_bytes(), fmt, str(path))
             report.rejects += [(r.where, r.message) for r in result.rejects]
+            report.notes += [(r.where, r.message) for r in result.notes]
             for batch in envelopes(result.objects, limit):
                 status = await client.add_objects(collection_url, batch)
                 final = await client.wait_complete(root, status["id"])

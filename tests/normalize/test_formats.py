@@ -382,6 +382,37 @@ def test_stix20_observed_data_with_a_dangling_local_ref_is_rejected() -> None:
 
 # --- STIX 1.x and MISP failures -----------------------------------------------------------------------------------
 
+def _infoblox_event() -> dict[str, Any]:
+    # The MISP twin of the Infoblox CSV (six C2 domains), as its feed publishes it: with its creator organization.
+    event: dict[str, Any] = json.loads((DATA / "misp" / "dad88707-beb8-4a14-94e2-5ffecf5a5f85.json").read_bytes())
+    return event
+
+
+def test_a_misp_event_without_its_creator_organization_converts_with_a_note() -> None:
+    # misp-stix files a missing Orgc among its errors, but converts every attribute: nothing is rejected.
+    complete = read(json.dumps(_infoblox_event()).encode(), Format.MISP, "e.json")
+    event = _infoblox_event()
+    del event["Event"]["Orgc"]
+    result = read(json.dumps(event).encode(), Format.MISP, "e.json")
+    assert (complete.rejects, complete.notes, result.rejects) == ([], [], [])
+    assert [n.message for n in result.notes] == ["Missing Orgc field."]
+    patterns = sorted(o["pattern"] for o in result.objects if o["type"] == "indicator")
+    assert len(patterns) == 6 and patterns == sorted(o["pattern"] for o in complete.objects if o["type"] == "indicator")
+
+
+def test_misp_attributes_that_fail_validation_are_rejects() -> None:
+    # pymisp skips an attribute whose value does not validate, and misp-stix files that among its *warnings*.
+    event = _infoblox_event()
+    bad = event["Event"]["Attribute"][0]
+    bad.update(type="ip-dst", value="not-an-ip")
+    result = read(json.dumps(event).encode(), Format.MISP, "e.json")
+    [reject] = result.rejects
+    assert reject.where == f"e.json:{event['Event']['uuid']}"
+    assert reject.message == (f"Failed validation for ip-dst Attribute <{bad['uuid']}>: not-an-ip - IP address has "
+                              "an invalid format.")
+    assert len([o for o in result.objects if o["type"] == "indicator"]) == 5  # the other five still convert
+
+
 def test_stix1_failures_are_rejects() -> None:
     broken = read(b"<stix:STIX_Package xmlns:stix='http://stix.mitre.org/stix-1'>\n<oops>\n", Format.STIX1, "b.xml")
     assert [r.where for r in broken.rejects] == ["b.xml:3"] and "not well-formed XML" in broken.rejects[0].message
