@@ -56,8 +56,9 @@ FIXTURES: dict[str, tuple[Format, dict[str, int], int]] = {
         "relationship": 2}, 0),
     "stix1/command-and-control-ip-list.xml": (Format.STIX1, {
         "ipv4-addr": 3, "autonomous-system": 1, "infrastructure": 1, "relationship": 3, "observed-data": 1}, 0),
-    # the elevator leaves an "indicates" relationship without target_ref: rejected, the indicator kept
-    "stix1/indicator-for-c2-ip-address.xml": (Format.STIX1, {"indicator": 1}, 1),
+    # the elevator makes nothing of the TTP (its errors 415, 604 and 602 are rejects) and leaves the "indicates"
+    # relationship without target_ref: rejected, the indicator kept
+    "stix1/indicator-for-c2-ip-address.xml": (Format.STIX1, {"indicator": 1}, 4),
     "stix1/python-stix-sample.xml": (Format.STIX1, {"indicator": 1}, 1),  # a report with no object_refs
     "stix20/unit42-test.json": (Format.STIX20, {
         "report": 1, "attack-pattern": 3, "indicator": 2, "relationship": 3}, 0),
@@ -441,6 +442,31 @@ def test_stix1_elevation_is_safe_from_worker_threads() -> None:
         return [sorted(f"{o['type']} {o.get('pattern', '')}" for o in objects) for objects in results]
 
     assert shape(together) == shape(alone)
+    # Each document's elevator messages reach its own result, none another thread's (message codes: the texts
+    # name the random ids too).
+    said_alone = [_codes(read(data(f), Format.STIX1, f)) for f in fixtures]
+    with ThreadPoolExecutor(max_workers=len(fixtures)) as pool:
+        assert list(pool.map(lambda f: _codes(read(data(f), Format.STIX1, f)), fixtures)) == said_alone
+
+
+def _codes(result: ReadResult) -> tuple[list[str], list[str]]:
+    return ([r.message.split()[0] for r in result.rejects if r.where.endswith(":stix2-elevator")],
+            [n.message.split()[0] for n in result.notes])
+
+
+def test_stix1_elevator_messages_are_rejects_and_notes_not_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    # Its errors are content it could not convert; its warnings, conversions with a caveat. Nothing is printed.
+    name = "stix1/indicator-for-c2-ip-address.xml"
+    result = read(data(name), Format.STIX1, "c2.xml")
+    ttp = "example:TTP-bc66360d-a7d1-4d8c-ad1a-ea3a13d62da9"
+    elevator = [r.message for r in result.rejects if r.where == "c2.xml:stix2-elevator"]
+    assert elevator[0] == f"[415] TTP {ttp} did not generate any STIX 2.x object"
+    assert _codes(result) == (["[415]", "[604]", "[602]"], ["[905]", "[903]", "[610]"])
+    assert {n.where for n in result.notes} == {"c2.xml:stix2-elevator"}
+    assert "[905] Timestamp not available for stix 1x package, using current time" in [n.message for n in result.notes]
+    assert capfd.readouterr() == ("", "")
+    clean = read(data("stix1/command-and-control-ip-list.xml"), Format.STIX1, "ok.xml")
+    assert clean.rejects == [] and _codes(clean)[1] == ["[905]", "[726]", "[419]", "[419]", "[419]"]
 
 
 def test_format_may_be_named_by_its_cli_word() -> None:

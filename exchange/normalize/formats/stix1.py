@@ -3,8 +3,10 @@
 import contextlib
 import functools
 import io
+import logging
 import threading
 import warnings
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -23,8 +25,8 @@ _ELEVATOR_LOCK = threading.Lock()
 
 _ELEVATOR_OPTIONS: dict[str, Any] = {
     "spec_version": "2.1",
-    "silent": True,  # no elevator messages on stderr (they are per-object notes, not errors we act on)
-    "log_level": "CRITICAL",
+    "silent": False,  # its messages are collected by _Messages (notes and rejects), never printed
+    "log_level": "WARN",
     "validator_args": "--silent",  # elevate() always validates its output; at least let it not print
     "missing_policy": "add-to-description",  # STIX 1.x content with no 2.1 home lands in descriptions,
     #                                          not in custom properties our validator gate would flag
@@ -47,18 +49,40 @@ def read_stix1(data: bytes, name: str = "") -> ReadResult:
     if root.tag != _PACKAGE_TAG:
         return ReadResult([], [Reject(locate(name, root.sourceline or 1),
                                       f"root element is {root.tag}, not a STIX 1.x STIX_Package")])
+    messages = _Messages()
     try:
-        output = _elevate(elevator, stixmarx, tree)
+        output = _elevate(elevator, stixmarx, tree, messages)
     except Exception as exc:  # the elevator has no error contract; any failure rejects the document
         return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
     objects = orjson.loads(output).get("objects") if output is not None else None
     if not objects:
         return ReadResult([], [Reject(locate(name, 1), "stix2-elevator made no STIX 2.1 objects of it")])
-    return keep_conforming(objects, name, "objects")
+    screened = keep_conforming(objects, name, "objects")
+    where = locate(name, "stix2-elevator")
+    return ReadResult(screened.objects, [Reject(where, m) for m in messages.errors] + screened.rejects,
+                      [Reject(where, m) for m in messages.warnings])
 
 
-def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any) -> str | None:
-    with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+class _Messages(logging.Handler):
+    """What the elevator says while it converts, by its own level: an error is content it could not convert
+    (a TTP that became no STIX 2.1 object, a reference to it), a warning is a conversion with a caveat (no
+    package timestamp, so the current time stands in)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = f"[{getattr(record, 'ecode', '?')}] {record.getMessage()}"
+        said = self.errors if record.levelno >= logging.ERROR else self.warnings
+        if text not in said:  # the elevator says some things twice (a dangling reference, once per pass)
+            said.append(text)
+
+
+def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any, messages: _Messages) -> str | None:
+    with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
+            _collected(elevator.options.log, messages):
         # redirect: elevate() prints a "not for production" banner on stdout, which must not end up in
         # `exchange normalize`'s bundle. The lock keeps the swap of sys.stdout short and exclusive.
         # python-stix warns about each deprecated field it meets and mixbox about distutils; the elevator
@@ -73,6 +97,22 @@ def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any) -> str | Non
             if exc.args == ("objects",):  # stix2-elevator 4.1.7 crashes instead of returning an empty bundle
                 return None
             raise
+
+
+@contextlib.contextmanager
+def _collected(log: logging.Logger, messages: _Messages) -> Iterator[None]:
+    # The elevator's logger prints to stderr through its own handler; while one document converts (under
+    # _ELEVATOR_LOCK, so no other document's messages mix in) it reports to `messages` instead.
+    printing = list(log.handlers)
+    for handler in printing:
+        log.removeHandler(handler)
+    log.addHandler(messages)
+    try:
+        yield
+    finally:
+        log.removeHandler(messages)
+        for handler in printing:
+            log.addHandler(handler)
 
 
 @functools.cache
