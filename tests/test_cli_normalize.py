@@ -88,6 +88,12 @@ def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "cannot read" in result.stderr
 
 
+def versions(collection_url: str) -> list[tuple[str, str]]:
+    found = requests.get(collection_url + "objects/", auth=("alice", PASSWORDS["alice"]), timeout=10,
+                         params={"match[type]": "indicator", "match[version]": "all"}).json()["objects"]
+    return sorted((o["id"], o["modified"]) for o in found)
+
+
 def test_ingest_posts_files_to_a_running_hub(tmp_path: Path) -> None:
     event = json.loads(MISP.read_bytes())
     del event["Event"]["Orgc"]  # the MISP twin of the CSV, converted with a note, which must not fail the run
@@ -101,6 +107,14 @@ def test_ingest_posts_files_to_a_running_hub(tmp_path: Path) -> None:
         canonical = requests.get(hub.collection_url(CANONICAL) + "objects/", auth=("alice", PASSWORDS["alice"]),
                                  params={"match[type]": "indicator"}, timeout=10).json()["objects"]
         assert len(canonical) == 6
+        # The files' own times stamp what they do not say (the CSV's rows), so posting them again is an exact
+        # re-send: no new version of anything.
+        before = versions(hub.collection_url(CANONICAL))
+        again = run("ingest", str(CSV), str(tmp_path / "no-orgc.json"), "--hub", hub.collection_url(),
+                    "--user", "alice", env={"EXCHANGE_PASSWORD": PASSWORDS["alice"]})
+        assert again.returncode == 0 and "0 failed" in again.stdout, again.stderr
+        assert versions(hub.collection_url(CANONICAL)) == before
+        assert len(before) > len(canonical)  # the CSV's claim, then the MISP twin's: two versions each
         wrong = run("ingest", str(CSV), "--hub", hub.collection_url(), "--user", "alice",
                     env={"EXCHANGE_PASSWORD": "wrong"})
         assert wrong.returncode == 2 and "401" in wrong.stderr

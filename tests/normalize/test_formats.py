@@ -469,6 +469,40 @@ def test_stix1_elevator_messages_are_rejects_and_notes_not_stderr(capfd: pytest.
     assert clean.rejects == [] and _codes(clean)[1] == ["[905]", "[726]", "[419]", "[419]", "[419]"]
 
 
+# Written for this test: a STIX 1.2 package in which neither the package nor its indicator gives a timestamp.
+UNTIMED_STIX1 = b"""<stix:STIX_Package xmlns:stix="http://stix.mitre.org/stix-1" xmlns:indicator="http://stix.mitre.org/Indicator-2"
+ xmlns:cybox="http://cybox.mitre.org/cybox-2" xmlns:AddressObj="http://cybox.mitre.org/objects#AddressObject-2"
+ xmlns:example="http://example.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+ id="example:Package-7e1b6b1a-5c3e-4d3f-9f35-0a7c1c2f0b11" version="1.2">
+ <stix:Indicators>
+  <stix:Indicator xsi:type="indicator:IndicatorType" id="example:indicator-33fe3b22-0201-47cf-85d0-97c02164528e">
+   <indicator:Title>C2 address</indicator:Title>
+   <indicator:Observable id="example:Observable-1c798262-a4cd-434d-a958-884d6980c45a">
+    <cybox:Object id="example:Object-1c798262-a4cd-434d-a958-884d6980c45b">
+     <cybox:Properties xsi:type="AddressObj:AddressObjectType" category="ipv4-addr">
+      <AddressObj:Address_Value condition="Equals">198.51.100.9</AddressObj:Address_Value>
+     </cybox:Properties>
+    </cybox:Object>
+   </indicator:Observable>
+  </stix:Indicator>
+ </stix:Indicators>
+</stix:STIX_Package>
+"""
+
+
+def test_a_stix1_package_without_timestamps_takes_the_given_time_so_it_converts_the_same_every_time() -> None:
+    # The elevator's default is the current time (its note 905), which made each conversion a new version.
+    first = read(UNTIMED_STIX1, Format.STIX1, "u.xml", now="2023-04-14T10:00:00.000000Z")
+    again = read(UNTIMED_STIX1, Format.STIX1, "u.xml", now="2023-04-14T10:00:00.000000Z")
+    [indicator] = first.objects
+    assert first.objects == again.objects and first.rejects == []
+    assert (indicator["created"], indicator["modified"]) == ("2023-04-14T10:00:00.000Z", "2023-04-14T10:00:00.000Z")
+    assert not any(n.message.startswith("[905]") for n in first.notes)
+    unstamped = read(UNTIMED_STIX1, Format.STIX1, "u.xml")  # the time is per document, not left behind
+    assert unstamped.objects[0]["created"] != indicator["created"]
+    assert any(n.message.startswith("[905] Timestamp not available") for n in unstamped.notes)
+
+
 def test_format_may_be_named_by_its_cli_word() -> None:
     assert read(b"evil.com\n", "text", now=NOW).objects[0]["name"] == "evil.com"
     with pytest.raises(ValueError):

@@ -40,7 +40,8 @@ def detect(data: bytes, name: str = "") -> Format:
 def read(data: bytes, fmt: Format | str = Format.AUTO, name: str = "", *, now: str | None = None) -> ReadResult:
     """Convert `data` to STIX 2.1 with the reader for `fmt` (detected when AUTO).
 
-    `now` stamps the objects the CSV and text readers author (default: the current time).
+    `now` stamps the objects the CSV and text readers author, and what stix2-elevator finds no time for in a
+    STIX 1.x package (default: the current time): with the file's own time, converting it again changes nothing.
     Blocking; heavy libraries (stix2-elevator, misp-stix, stix2-validator) load on first use of their format.
     """
     fmt = Format(fmt)  # the CLI hands over its --format word
@@ -56,7 +57,7 @@ def read(data: bytes, fmt: Format | str = Format.AUTO, name: str = "", *, now: s
         case Format.STIX1:
             from exchange.normalize.formats.stix1 import read_stix1
 
-            return read_stix1(data, name)
+            return read_stix1(data, name, now=now)
         case Format.MISP:
             from exchange.normalize.formats.misp import read_misp
 

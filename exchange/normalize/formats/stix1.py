@@ -36,8 +36,11 @@ _ELEVATOR_OPTIONS: dict[str, Any] = {
 }
 
 
-def read_stix1(data: bytes, name: str = "") -> ReadResult:
-    """A STIX 1.x package as the STIX 2.1 objects stix2-elevator makes of it, invalid ones rejected."""
+def read_stix1(data: bytes, name: str = "", *, now: str | None = None) -> ReadResult:
+    """A STIX 1.x package as the STIX 2.1 objects stix2-elevator makes of it, invalid ones rejected.
+
+    `now` (a STIX timestamp) stands in for the times the package does not give; the elevator's default is the
+    current time, which makes every conversion of such a package a new version of its objects."""
     elevator, stixmarx, mixbox_xml = _libraries()
     try:
         # Parsed here, not by elevate(bytes): that would treat input naming an existing local file as a path,
@@ -51,7 +54,7 @@ def read_stix1(data: bytes, name: str = "") -> ReadResult:
                                       f"root element is {root.tag}, not a STIX 1.x STIX_Package")])
     messages = _Messages()
     try:
-        output = _elevate(elevator, stixmarx, tree, messages)
+        output = _elevate(elevator, stixmarx, tree, messages, now)
     except Exception as exc:  # the elevator has no error contract; any failure rejects the document
         return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
     objects = orjson.loads(output).get("objects") if output is not None else None
@@ -80,7 +83,8 @@ class _Messages(logging.Handler):
             said.append(text)
 
 
-def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any, messages: _Messages) -> str | None:
+def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any, messages: _Messages,
+             now: str | None) -> str | None:
     with _ELEVATOR_LOCK, contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), \
             _collected(elevator.options.log, messages):
         # redirect: elevate() prints a "not for production" banner on stdout, which must not end up in
@@ -89,7 +93,10 @@ def _elevate(elevator: ModuleType, stixmarx: ModuleType, tree: Any, messages: _M
         # maps those fields anyway, so the warnings say nothing to the hub's operator.
         warnings.filterwarnings("ignore", category=UserWarning, module=r"stix\.utils\.deprecated")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"mixbox\.")
+        # initialize_options takes effect once per process (it keeps the first options it is given); what changes
+        # per document is set after it.
         elevator.options.initialize_options(options=dict(_ELEVATOR_OPTIONS))
+        elevator.options.set_option_value("default_timestamp", now)
         try:
             # stixmarx collects parsed entities through a process-wide mixbox signal: parse under the lock too.
             return elevator.elevate(stixmarx.parse(tree))
