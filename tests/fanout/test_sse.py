@@ -137,10 +137,14 @@ async def test_heartbeats_while_idle(tmp_path: Path) -> None:
 
 
 async def test_a_reader_that_falls_behind_is_closed_and_resumes(tmp_path: Path) -> None:
-    async with sse_hub(tmp_path, SseOptions(heartbeat=5.0, buffer=2)) as (queue, base, members), \
+    async with sse_hub(tmp_path, SseOptions(heartbeat=0.1, buffer=2)) as (queue, base, members), \
             aiohttp.ClientSession() as client:
         async with client.get(f"{base}/alerts/{SUB}") as resp:
             assert await read_block(resp) == ["retry: 3000"]
+            # A heartbeat comes only once the (empty) backlog is read: entries committed before that would be read
+            # from the queue, not pushed through the connection's buffer, and nothing would overflow.
+            async with asyncio.timeout(10):
+                assert await read_block(resp) == [": keepalive"]
             # Five entries in one commit: more than the connection's buffer of two.
             await queue.enqueue([o for n in range(1, 6) for o in _plan(members, n)])
             async with asyncio.timeout(10):
