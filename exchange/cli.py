@@ -197,17 +197,14 @@ def cmd_normalize(args: argparse.Namespace) -> int:
     from exchange.dedup.claims import Source
     from exchange.dedup.merge import HubIdentity
     from exchange.dedup.offline import bundle, deduplicate
-    from exchange.model.timestamps import format_timestamp
-    from exchange.normalize.formats.detect import read
+    from exchange.normalize.formats.detect import read_file
 
     batches, rejects, notes = [], [], []
     for name in args.files:
         try:
-            data = Path(name).read_bytes()
+            result = read_file(name, args.format)
         except OSError as exc:
             raise ConfigError(f"cannot read {name}: {exc.strerror}") from None
-        # The file's own time stamps what CSV/text rows do not say, so the same file gives the same output.
-        result = read(data, args.format, name, now=format_timestamp(int(Path(name).stat().st_mtime * 1_000_000)))
         rejects += [(r.where, r.message) for r in result.rejects]
         notes += [(r.where, r.message) for r in result.notes]
         batches.append((Source(name=name), result.objects))

@@ -8,8 +8,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from exchange.model.timestamps import format_timestamp
-from exchange.normalize.formats.detect import Format, read
+from exchange.normalize.formats.detect import Format, read_file
 from exchange.taxii.client import Credentials, TaxiiClient, api_root_of
 
 MAX_OBJECTS = 500  # per envelope
@@ -52,10 +51,7 @@ async def ingest_files(paths: list[Path], collection_url: str, credentials: Cred
         client = TaxiiClient(session, credentials)
         limit = int((await client.api_root(root)).get("max_content_length", 10 * 2**20))
         for path in paths:
-            # The file's own time stamps what it does not say (CSV rows, a STIX 1.x package without timestamps),
-            # as `exchange normalize` does: posting the same file again is then an exact re-send, a no-op.
-            now = format_timestamp(int(path.stat().st_mtime * 1_000_000))
-            result = await asyncio.to_thread(read, path.read_bytes(), fmt, str(path), now=now)
+            result = await asyncio.to_thread(read_file, str(path), fmt)  # dated by the file: see read_file
             report.rejects += [(r.where, r.message) for r in result.rejects]
             report.notes += [(r.where, r.message) for r in result.notes]
             for batch in envelopes(result.objects, limit):
