@@ -121,7 +121,7 @@ def _kill_chain(obj: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         if len(phases) == 1:  # the common case: no set to build, nothing to sort
             return (_phase(phases[0]["kill_chain_name"], phases[0]["phase_name"]),)
         return tuple(sorted({_phase(p["kill_chain_name"], p["phase_name"]) for p in phases}))
-    except (TypeError, KeyError, IndexError):
+    except (TypeError, KeyError):
         raise InvalidObject("'kill_chain_phases' entries need kill_chain_name and phase_name strings") from None
 
 
