@@ -103,8 +103,11 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
     """The new canonical versions of one indicator as (collection, record): one per audience whose view changed.
 
     All views share one `modified` sequence (indicators.modified), so an id and `modified` never name two
-    different contents, whichever views a recipient reads."""
-    row = conn.execute("SELECT modified FROM indicators WHERE id = ?", (indicator_id,)).fetchone()
+    different contents, whichever views a recipient reads. The first audience's state lives in `indicators`
+    (as before views existed), the others' in `canonical_views`; the first is read and written together with
+    `modified`, one statement each way, as most hubs have one audience and nearly every claim materializes."""
+    row = conn.execute("SELECT modified, created, merged_hash FROM indicators WHERE id = ?",
+                       (indicator_id,)).fetchone()
     if row is None:
         return []
     previous = row[0]
@@ -113,9 +116,9 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
     sightings = [unpack_sighting(r[0]) for r in conn.execute(
         "SELECT data FROM sightings WHERE indicator_id = ?", (indicator_id,))]
     out: list[tuple[str, StixRecord]] = []
+    primary: tuple[int, bytes] | None = None  # the first view's new (created, merged hash), when it changed
     for index, (audience, collection) in enumerate(policy.audiences):
-        state = _ViewState(conn, indicator_id, collection, primary=index == 0)
-        created, previous_hash = state.load()
+        created, previous_hash = (row[1], row[2]) if index == 0 else _load_view(conn, collection, indicator_id)
         merged = merge(claims, audience=audience, hub=policy.hub, created=created or None,
                        previous_modified=previous, sightings=sightings)
         if merged is None:
@@ -124,46 +127,40 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
             record = _withdrawn(conn, indicator_id, collection, previous)
             if record is None:
                 continue
-            state.save(created, _WITHDRAWN)
+            state = (created, _WITHDRAWN)
         elif merged.content_hash == previous_hash:
             continue
         else:
             record = merged.record
-            state.save(merged.created, merged.content_hash)
+            state = (merged.created, merged.content_hash)
+        if index == 0:
+            primary = state
+        else:
+            _save_view(conn, collection, indicator_id, *state)
         previous = record.version
-        conn.execute("UPDATE indicators SET modified = ? WHERE id = ?", (previous, indicator_id))
         out.append((collection, record))
+    if primary is not None:
+        conn.execute("UPDATE indicators SET created = ?, merged_hash = ?, modified = ? WHERE id = ?",
+                     (*primary, previous, indicator_id))
+    elif out:
+        conn.execute("UPDATE indicators SET modified = ? WHERE id = ?", (previous, indicator_id))
     return out
 
 
 _WITHDRAWN = b"withdrawn"
 
 
-class _ViewState:
-    """(created, merged hash) of one indicator in one view: the first audience's in `indicators` (as before
-    views existed), the others' in `canonical_views`."""
+def _load_view(conn: sqlite3.Connection, collection: str, indicator_id: str) -> tuple[int, bytes | None]:
+    """(created, merged hash) of one indicator in a further audience's view; (0, None) before its first version."""
+    found = conn.execute("SELECT created, merged_hash FROM canonical_views WHERE collection = ? AND indicator_id = ?",
+                         (collection, indicator_id)).fetchone()
+    return (found[0], found[1]) if found is not None else (0, None)
 
-    def __init__(self, conn: sqlite3.Connection, indicator_id: str, collection: str, *, primary: bool) -> None:
-        self._conn, self._id, self._collection, self._primary = conn, indicator_id, collection, primary
 
-    def load(self) -> tuple[int, bytes | None]:
-        if self._primary:
-            row = self._conn.execute("SELECT created, merged_hash FROM indicators WHERE id = ?", (self._id,))
-        else:
-            row = self._conn.execute("SELECT created, merged_hash FROM canonical_views"
-                                     " WHERE collection = ? AND indicator_id = ?", (self._collection, self._id))
-        found = row.fetchone()
-        return (found[0], found[1]) if found is not None else (0, None)
-
-    def save(self, created: int, merged_hash: bytes) -> None:
-        if self._primary:
-            self._conn.execute("UPDATE indicators SET created = ?, merged_hash = ? WHERE id = ?",
-                               (created, merged_hash, self._id))
-        else:
-            self._conn.execute(
-                "INSERT INTO canonical_views (collection, indicator_id, created, merged_hash) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (collection, indicator_id) DO UPDATE SET created = excluded.created,"
-                " merged_hash = excluded.merged_hash", (self._collection, self._id, created, merged_hash))
+def _save_view(conn: sqlite3.Connection, collection: str, indicator_id: str, created: int, merged_hash: bytes) -> None:
+    conn.execute("INSERT INTO canonical_views (collection, indicator_id, created, merged_hash) VALUES (?, ?, ?, ?)"
+                 " ON CONFLICT (collection, indicator_id) DO UPDATE SET created = excluded.created,"
+                 " merged_hash = excluded.merged_hash", (collection, indicator_id, created, merged_hash))
 
 
 def _withdrawn(conn: sqlite3.Connection, indicator_id: str, collection: str, previous: int) -> StixRecord | None:
