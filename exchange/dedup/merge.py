@@ -55,14 +55,25 @@ class Merged(msgspec.Struct, frozen=True):  # a struct: one per materialized ind
 
 
 def combined_confidence(claims: Sequence[Claim]) -> int | None:
-    """Independent-evidence combination: 1 - prod(1 - trust * confidence)."""
-    weighted = [c.trust * c.confidence / 100 for c in claims if c.confidence is not None]
-    if not weighted:
+    """Independent-evidence combination over sources: 1 - prod(1 - trust * confidence), each source counted once
+    with its strongest claim. Claims are evidence only as far as their sources are independent: one source
+    re-posting a value under new ids must not raise the confidence."""
+    strongest: dict[str, float] = {}
+    for c in claims:
+        if c.confidence is not None:
+            weight = _weight(c.trust, c.confidence)
+            if weight > strongest.get(c.key, -1.0):
+                strongest[c.key] = weight
+    if not strongest:
         return None
     doubt = 1.0
-    for w in weighted:
-        doubt *= 1 - min(max(w, 0.0), 1.0)
+    for weight in strongest.values():
+        doubt *= 1 - weight
     return round(100 * (1 - doubt))
+
+
+def _weight(trust: float, confidence: int) -> float:
+    return min(max(trust * confidence / 100, 0.0), 1.0)
 
 
 def _provenance(claim: Claim, hub: HubIdentity) -> dict[str, Any]:
@@ -167,7 +178,7 @@ def _one_claim(claim: Claim, hub: HubIdentity, created: int | None,
         body["kill_chain_phases"] = [{"kill_chain_name": k, "phase_name": p} for k, p in claim.kill_chain]
     live = not claim.revoked
     if live and claim.confidence is not None:
-        body["confidence"] = combined_confidence((claim,))
+        body["confidence"] = round(100 * (1 - (1 - _weight(claim.trust, claim.confidence))))  # as combined
     if not live:
         body["revoked"] = True
     body["object_marking_refs"] = [marking_id(claim.tlp)]

@@ -172,6 +172,16 @@ def test_confidence_is_combined_with_trust_weights() -> None:
     assert merged([*claims, retracted]).body["confidence"] == 86
 
 
+def test_a_source_counts_once_in_the_confidence_however_often_it_claims() -> None:
+    # Re-posting a value under new ids is no new evidence: each source weighs with its strongest claim.
+    alice = [claim(ALICE, n, confidence=30) for n in range(1, 7)]
+    assert merged(alice).body["confidence"] == 30
+    assert merged([*alice, claim(ALICE, 7, confidence=50)]).body["confidence"] == 50
+    both = [*alice, claim(WRITER, 8, confidence=60), claim(WRITER, 9, confidence=20)]
+    assert merged(both).body["confidence"] == 51  # 1 - (1 - 0.3) * (1 - 0.5 * 0.6)
+    assert provenance(merged(both).body)["source_count"] == 2
+
+
 @pytest.mark.parametrize(
     ("levels", "audience", "expected"),
     [

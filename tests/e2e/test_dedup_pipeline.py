@@ -164,6 +164,10 @@ def test_status_says_stored_first_then_merged(hub: Hub) -> None:
                                       (W_IP["id"], IP_ID)):
         assert said[producer_id].startswith("merged"), said
         assert canonical_id in said[producer_id]
+    # Others are counted as live sources, and the sender's own other claims apart: writer's 2.0 copy of the
+    # domain follows its 2.1 copy in the same envelope.
+    assert said[W_DOMAIN["id"]].endswith("also claimed by 1 other source(s)")
+    assert said[W_DOMAIN_20["id"]].endswith("also claimed by 1 other source(s); 1 other claim(s) of writer")
     assert (first.failure_count, later.failure_count) == (0, 0)
 
 

@@ -73,7 +73,17 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
     verb = "revoked its claim on" if claim.revoked else "claims"
     if not others:
         return False, f"stored: {claim.source} {verb} canonical indicator {claim.indicator_id}"
-    return True, f"merged: {claim.source} {verb} {claim.indicator_id}, also claimed by {len(others)} other(s)"
+    return True, f"merged: {claim.source} {verb} {claim.indicator_id}, {_others(claim, others)}"
+
+
+def _others(claim: Claim, others: list[Claim]) -> str:
+    """Who else claims the indicator, for a merged claim's status: live sources, not claims."""
+    sources = {c.key for c in others if not c.revoked} - {claim.key}
+    own = sum(c.key == claim.key for c in others)
+    parts = [f"also claimed by {len(sources)} other source(s)"] if sources else []
+    if own:
+        parts.append(f"{own} other claim(s) of {claim.source}")
+    return "; ".join(parts) if parts else "whose other claims are revoked"
 
 
 def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: set[str]) -> str:
