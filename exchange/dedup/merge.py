@@ -23,6 +23,10 @@ from exchange.policy.tlp import Tlp, marking_id
 PROVENANCE_EXTENSION = "extension-definition--6a437e0c-ef20-4ed6-8352-4415f4043e9a"
 PROJECT_IDENTITY = "identity--c39d4954-eedb-43f3-a885-0bfa60b545cb"  # the author of that extension
 MIN_STEP = 1_000  # µs: consecutive canonical versions differ by at least a millisecond in `modified`
+# Each audience's view of an indicator has its own `modified` sequence (a shared one would let a GREEN version's
+# `modified` show when an AMBER claim arrived), kept apart by the microseconds within the millisecond: view
+# `lane` only ever uses modified ≡ lane (mod LANES), so one id and `modified` never name two contents.
+LANES = MIN_STEP
 _BY_SOURCE = attrgetter("key", "producer_id")
 _TLP_LABELS = {level: level.label for level in Tlp}  # Tlp.label is a property: once per claim adds up
 _BY_AGE = attrgetter("created", "key")
@@ -113,11 +117,12 @@ def _sightings(sightings: Sequence[SightingClaim]) -> dict[str, Any] | None:
 
 
 def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: int | None,
-          previous_modified: int, sightings: Sequence[SightingClaim] = ()) -> Merged | None:
+          previous_modified: int, sightings: Sequence[SightingClaim] = (), lane: int = 0) -> Merged | None:
     """The canonical indicator as `audience` may see it, or None when it may see no claim of it.
 
     `created` is the canonical object's, fixed at its first version; None for a first version, which then
-    takes the earliest visible claim's (never an invisible one's: that would leak its existence)."""
+    takes the earliest visible claim's (never an invisible one's: that would leak its existence).
+    `previous_modified` is this view's last version's (0 before its first) and `lane` the view's (see LANES)."""
     visible = [c for c in claims if c.tlp <= audience]
     if not visible:
         return None
@@ -127,16 +132,18 @@ def merge(claims: Sequence[Claim], *, audience: Tlp, hub: HubIdentity, created: 
     else:
         visible.sort(key=_BY_SOURCE)
         body, created = _many_claims(visible, hub, created, visible_sightings)
-    return _finish(body, visible, created, previous_modified)
+    return _finish(body, visible, created, previous_modified, lane)
 
 
-def _finish(body: dict[str, Any], visible: Sequence[Claim], created: int, previous_modified: int) -> Merged:
+def _finish(body: dict[str, Any], visible: Sequence[Claim], created: int, previous_modified: int,
+            lane: int = 0) -> Merged:
     # One serialization serves the hash and the stored record: `modified` goes last, so the bytes before it are
     # everything but `modified`. The body's keys are in the order this module writes them, the same every time.
     head = orjson.dumps(body)
     digest = hashlib.sha256(head).digest()[:16]
     newest_claim = max(c.modified for c in visible) if len(visible) > 1 else visible[0].modified
     modified = max(previous_modified + MIN_STEP, newest_claim, created)
+    modified += (lane - modified) % LANES  # the first instant of the view's lane from there on
     body["modified"] = text = format_timestamp(modified)
     # A hub-made version's id and `modified` name one content, so its content hash serves as the record's too.
     record = StixRecord(body["id"], "indicator", "2.1", modified, "revoked" in body, digest,

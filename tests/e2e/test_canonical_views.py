@@ -110,6 +110,23 @@ def test_an_id_and_modified_never_name_two_contents_across_views(hub: Hub) -> No
     assert not set(green) & set(amber)
 
 
+def test_the_green_versions_do_not_tell_when_an_amber_claim_came(hub: Hub) -> None:
+    # The AMBER claim comes first, modified later than anything GREEN: with one `modified` sequence for both
+    # views, the GREEN versions would start after it, and show its time.
+    post(hub, "writer", indicator(2, SHARED, modified=50, object_marking_refs=AMBER, confidence=80))
+    post(hub, "alice", indicator(1, SHARED, modified=20, object_marking_refs=GREEN, confidence=60))
+    assert all_versions(hub, CANONICAL, SHARED_ID) == ["2024-01-01T00:00:20.000000Z"]  # alice's modified alone
+    amber = all_versions(hub, VIEW, SHARED_ID)
+    assert amber[0].startswith("2024-01-01T00:00:50.00") and len(amber) == 2
+    post(hub, "alice", indicator(1, SHARED, modified=30, object_marking_refs=GREEN, confidence=70))
+    green = all_versions(hub, CANONICAL, SHARED_ID)
+    assert green == ["2024-01-01T00:00:20.000000Z", "2024-01-01T00:00:30.000000Z"]
+    # Each view keeps to its own microseconds within the millisecond: no id and modified is in both.
+    amber = all_versions(hub, VIEW, SHARED_ID)
+    assert {v[23:26] for v in green} == {"000"} and {v[23:26] for v in amber} == {f"{1 + Tlp.AMBER:03d}"}
+    assert not set(green) & set(amber)
+
+
 def test_an_amber_revocation_changes_only_the_amber_view(hub: Hub) -> None:
     feed(hub)
     green_before, amber_before = all_versions(hub, CANONICAL, SHARED_ID), all_versions(hub, VIEW, SHARED_ID)

@@ -21,6 +21,7 @@ from exchange.store.base import (
     StatusRecord,
     VersionMatch,
 )
+from exchange.store.sqlite.schema import MIGRATIONS
 from exchange.store.sqlite.store import _COLUMNS, SQLiteStore, _source, _where
 
 INBOX, OTHER = "inbox", "other"
@@ -323,3 +324,28 @@ async def test_reads_are_index_range_scans(filled_store: SQLiteStore, tmp_path: 
         assert "TEMP B-TREE" not in text, text
     page = await filled_store.query_objects(query_)
     assert [i.date_added for i in page.items] == sorted(i.date_added for i in page.items)
+
+
+async def test_views_continue_their_own_modified_sequence_from_the_shared_one(tmp_path: Path) -> None:
+    # Migration 4: before it, every view of an indicator followed indicators.modified, which is at or after each
+    # view's last version; each view's own sequence must start there, or a view could go back in time.
+    path = tmp_path / "store.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(f"BEGIN; {'; '.join(MIGRATIONS[:3])}; PRAGMA user_version=3; COMMIT;")
+    conn.execute("INSERT INTO indicators (id, pattern, created, modified, merged_hash) VALUES (?, ?, ?, ?, ?)",
+                 (oid(1), "[ipv4-addr:value = '192.0.2.1']", V1, V3, b"h"))
+    conn.execute("INSERT INTO canonical_views (collection, indicator_id, created, merged_hash) VALUES (?, ?, ?, ?)",
+                 ("amber", oid(1), V1, b"a"))
+    conn.execute("INSERT INTO canonical_views (collection, indicator_id, created, merged_hash) VALUES (?, ?, ?, ?)",
+                 ("amber", oid(2), V1, b"b"))  # no indicators row: cannot happen, but must not fail the upgrade
+    conn.close()
+    store = SQLiteStore(path)
+    await store.start()
+    await store.close()
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT indicator_id, modified FROM canonical_views ORDER BY indicator_id").fetchall()
+        assert rows == [(oid(1), V3), (oid(2), 0)]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    finally:
+        conn.close()

@@ -112,25 +112,23 @@ def upsert_sighting(conn: sqlite3.Connection, sighting: SightingClaim, touched: 
 def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy) -> list[tuple[str, StixRecord]]:
     """The new canonical versions of one indicator as (collection, record): one per audience whose view changed.
 
-    All views share one `modified` sequence (indicators.modified), so an id and `modified` never name two
-    different contents, whichever views a recipient reads. The first audience's state lives in `indicators`
-    (as before views existed), the others' in `canonical_views`; the first is read and written together with
-    `modified`, one statement each way, as most hubs have one audience and nearly every claim materializes."""
+    Each view has its own `modified` sequence, in its own lane (merge.LANES): a GREEN version's `modified`
+    must not show when an AMBER claim arrived, and one id and `modified` never name two different contents,
+    whichever views a recipient reads. The first audience's state lives in `indicators` (as before views
+    existed), the others' in `canonical_views`."""
     row = conn.execute("SELECT modified, created, merged_hash FROM indicators WHERE id = ?",
                        (indicator_id,)).fetchone()
     if row is None:
         return []
-    previous = row[0]
     claims = [unpack_claim(r[0]) for r in conn.execute(
         "SELECT data FROM claims WHERE indicator_id = ?", (indicator_id,))]
     sightings = [unpack_sighting(r[0]) for r in conn.execute(
         "SELECT data FROM sightings WHERE indicator_id = ?", (indicator_id,))]
     out: list[tuple[str, StixRecord]] = []
-    primary: tuple[int, bytes] | None = None  # the first view's new (created, merged hash), when it changed
     for index, (audience, collection) in enumerate(policy.audiences):
-        created, previous_hash = (row[1], row[2]) if index == 0 else _load_view(conn, collection, indicator_id)
+        previous, created, previous_hash = row if index == 0 else _load_view(conn, collection, indicator_id)
         merged = merge(claims, audience=audience, hub=policy.hub, created=created or None,
-                       previous_modified=previous, sightings=sightings)
+                       previous_modified=previous, sightings=sightings, lane=0 if index == 0 else 1 + audience)
         if merged is None:
             if previous_hash in (None, _WITHDRAWN):
                 continue
@@ -144,33 +142,26 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
             record = merged.record
             state = (merged.created, merged.content_hash)
         if index == 0:
-            primary = state
+            conn.execute("UPDATE indicators SET created = ?, merged_hash = ?, modified = ? WHERE id = ?",
+                         (*state, record.version, indicator_id))
         else:
-            _save_view(conn, collection, indicator_id, *state)
-        previous = record.version
+            conn.execute(
+                "INSERT INTO canonical_views (collection, indicator_id, created, merged_hash, modified)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection, indicator_id) DO UPDATE SET"
+                " created = excluded.created, merged_hash = excluded.merged_hash, modified = excluded.modified",
+                (collection, indicator_id, *state, record.version))
         out.append((collection, record))
-    if primary is not None:
-        conn.execute("UPDATE indicators SET created = ?, merged_hash = ?, modified = ? WHERE id = ?",
-                     (*primary, previous, indicator_id))
-    elif out:
-        conn.execute("UPDATE indicators SET modified = ? WHERE id = ?", (previous, indicator_id))
     return out
 
 
 _WITHDRAWN = b"withdrawn"
 
 
-def _load_view(conn: sqlite3.Connection, collection: str, indicator_id: str) -> tuple[int, bytes | None]:
-    """(created, merged hash) of one indicator in a further audience's view; (0, None) before its first version."""
-    found = conn.execute("SELECT created, merged_hash FROM canonical_views WHERE collection = ? AND indicator_id = ?",
-                         (collection, indicator_id)).fetchone()
-    return (found[0], found[1]) if found is not None else (0, None)
-
-
-def _save_view(conn: sqlite3.Connection, collection: str, indicator_id: str, created: int, merged_hash: bytes) -> None:
-    conn.execute("INSERT INTO canonical_views (collection, indicator_id, created, merged_hash) VALUES (?, ?, ?, ?)"
-                 " ON CONFLICT (collection, indicator_id) DO UPDATE SET created = excluded.created,"
-                 " merged_hash = excluded.merged_hash", (collection, indicator_id, created, merged_hash))
+def _load_view(conn: sqlite3.Connection, collection: str, indicator_id: str) -> tuple[int, int, bytes | None]:
+    """(modified, created, merged hash) of one indicator in a further audience's view; zeros before its first."""
+    found = conn.execute("SELECT modified, created, merged_hash FROM canonical_views"
+                         " WHERE collection = ? AND indicator_id = ?", (collection, indicator_id)).fetchone()
+    return (found[0], found[1], found[2]) if found is not None else (0, 0, None)
 
 
 def _withdrawn(conn: sqlite3.Connection, indicator_id: str, collection: str, previous: int) -> StixRecord | None:

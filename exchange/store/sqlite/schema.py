@@ -77,3 +77,13 @@ MIGRATIONS += (
     ) WITHOUT ROWID;
     """,
 )
+
+MIGRATIONS += (
+    # 4: each view's own `modified` sequence (dedup/merge.py LANES); until now all views of an indicator shared
+    # indicators.modified, which is at or after every view's last version, so each view continues from it.
+    """
+    ALTER TABLE canonical_views ADD COLUMN modified INTEGER NOT NULL DEFAULT 0;
+    UPDATE canonical_views SET modified = coalesce(
+        (SELECT modified FROM indicators WHERE indicators.id = canonical_views.indicator_id), 0);
+    """,
+)
