@@ -60,6 +60,12 @@ FIXTURES: dict[str, tuple[Format, dict[str, int], int]] = {
     # relationship without target_ref: rejected, the indicator kept
     "stix1/indicator-for-c2-ip-address.xml": (Format.STIX1, {"indicator": 1}, 4),
     "stix1/python-stix-sample.xml": (Format.STIX1, {"indicator": 1}, 1),  # a report with no object_refs
+    # MISP's STIX 1.x exports: every event a package under the outer package's Related_Packages
+    "stix1/pymisp-stix1.xml": (Format.STIX1, {
+        "identity": 2, "incident": 1, "ipv4-addr": 1, "observed-data": 1, "relationship": 1, "report": 1}, 0),
+    # an AS observable the elevator turns into observed-data without objects: rejected by the validator
+    "stix1/misp-stix-test_events_collection_stix12.xml": (Format.STIX1, {
+        "identity": 11, "incident": 4, "relationship": 4, "report": 4, "indicator": 3}, 1),
     "stix20/unit42-test.json": (Format.STIX20, {
         "report": 1, "attack-pattern": 3, "indicator": 2, "relationship": 3}, 0),
     # DIRTY upstream: its campaign has last_seen 1970-01-01, before first_seen
@@ -176,6 +182,25 @@ def test_infoblox_csv_and_its_misp_feed_twin_give_the_same_indicators() -> None:
         assert len(from_misp) == patterns
         # so the deterministic ids meet too: the CSV indicators already carry them
         assert {obj["id"] for obj in from_csv} == {indicator_id(p) for p in from_misp}
+
+
+def test_a_misp_stix1_export_meets_the_misp_events_it_was_made_of() -> None:
+    # misp-stix's STIX 1.2 export of the two events: the elevator reads each event's package (Related_Packages)
+    from_stix1 = canonical_indicator_patterns(converted("stix1/misp-stix-test_events_collection_stix12.xml").objects)
+    from_misp = set().union(*(canonical_indicator_patterns(converted(f"misp/misp-stix-test_events_collection_{n}.json")
+                                                            .objects) for n in (1, 2)))
+    # the domain and the file name meet; the domain-ip object is two observations in STIX 1.x, one in misp-stix's
+    assert {"[domain-name:value = 'circl.lu']", "[file:name = 'test_file_name']"} <= from_stix1 & from_misp
+    assert len(from_stix1) == 3
+
+
+def test_stix1_says_why_a_package_made_nothing() -> None:
+    empty = read(b"<stix:STIX_Package xmlns:stix='http://stix.mitre.org/stix-1' id='x:Package-1' version='1.2'>"
+                 b"<stix:STIX_Header><stix:Title>t</stix:Title></stix:STIX_Header></stix:STIX_Package>",
+                 Format.STIX1, "e.xml", now=NOW)
+    assert not empty.objects
+    assert [r.message for r in empty.rejects][:1] == ["stix2-elevator made no STIX 2.1 objects of it"]
+    assert any(r.message.startswith("[208] ") for r in empty.rejects[1:])  # the elevator's own reason
 
 
 def test_stix20_upgrade_meets_misp_stix_own_stix21() -> None:

@@ -6,6 +6,7 @@ the STIX 2.1 MUSTs and rejected alone when it fails. Slow (~5 ms an object: the 
 schemas per call), which is why the STIX 2.x hot path does not use it; callers run this in worker threads.
 """
 
+import re
 from typing import Any
 
 from exchange.normalize.formats.result import ReadResult, Reject, locate
@@ -30,5 +31,17 @@ def keep_conforming(objects: list[dict[str, Any]], name: str, origin: str) -> Re
         if results.is_valid:
             kept.append(obj)
         else:
-            rejects.append(Reject(where, str(results.errors[0])))  # the message starts with the object id
+            rejects.append(Reject(where, _said(str(results.errors[0]))))
     return ReadResult(kept, rejects)
+
+
+# "<id>: {<the whole object>} is not valid under any of the given schemas: {<the whole schema>}": both are noise.
+_NO_SCHEMA = re.compile(r"([^\s:]+): \{.*?\} is not valid under any of the given schemas", re.DOTALL)
+
+
+def _said(message: str) -> str:
+    """The validator's message (it starts with the object id), without reprs of the object and the schema."""
+    found = _NO_SCHEMA.match(message)
+    if found is None:
+        return message
+    return f"{found[1]}: matches none of the STIX 2.1 schemas of its type (a required property missing or invalid)"

@@ -17,6 +17,10 @@ from exchange.normalize.formats.result import ReadResult, Reject, locate, strip_
 
 STIX1_NAMESPACE = "http://stix.mitre.org/stix-1"
 _PACKAGE_TAG = f"{{{STIX1_NAMESPACE}}}STIX_Package"
+_HEADER_TAG = f"{{{STIX1_NAMESPACE}}}STIX_Header"
+_RELATED = f"{{{STIX1_NAMESPACE}}}Related_Packages"
+_RELATED_ONE = f"{{{STIX1_NAMESPACE}}}Related_Package"
+_NESTED_TAG = f"{{{STIX1_NAMESPACE}}}Package"
 
 # stix2-elevator keeps its options and id mappings in module globals and clears them per document, and stixmarx
 # gathers parsed entities through a global signal, so two threads at once would mix their packages: one
@@ -52,16 +56,46 @@ def read_stix1(data: bytes, name: str = "", *, now: str | None = None) -> ReadRe
     if root.tag != _PACKAGE_TAG:
         return ReadResult([], [Reject(locate(name, root.sourceline or 1),
                                       f"root element is {root.tag}, not a STIX 1.x STIX_Package")])
+    results = [_read_package(elevator, stixmarx, package, name, line, now) for package, line in _packages(root)]
+    return ReadResult([o for r in results for o in r.objects], [j for r in results for j in r.rejects],
+                      [n for r in results for n in r.notes])
+
+
+def _packages(root: Any) -> Iterator[tuple[Any, int]]:
+    """Each package of a document, as an element tree of its own, with the line it starts on.
+
+    stix2-elevator converts a package's own content only, never the packages under its Related_Packages
+    (deprecated since STIX 1.2, but how MISP exports events: an outer package that only wraps one package per
+    event). Those become documents of their own, with the outer package's namespace declarations; the outer
+    package is converted too when it says more than its header."""
+    from lxml import etree
+
+    nested = root.findall(f"{_RELATED}/{_RELATED_ONE}/{_NESTED_TAG}")
+    for holder in root.findall(_RELATED):
+        root.remove(holder)
+    if not nested or any(child.tag not in (_HEADER_TAG, etree.Comment) for child in root):
+        yield etree.ElementTree(root), root.sourceline or 1
+    for package in nested:
+        document = etree.Element(_PACKAGE_TAG, attrib=dict(package.attrib), nsmap=root.nsmap)
+        document.extend(package)  # moved, not copied: the outer tree is not used again
+        yield from _packages(document) if document.find(_RELATED) is not None else [
+            (etree.ElementTree(document), package.sourceline or 1)]
+
+
+def _read_package(elevator: ModuleType, stixmarx: ModuleType, tree: Any, name: str, line: int,
+                  now: str | None) -> ReadResult:
     messages = _Messages()
     try:
         output = _elevate(elevator, stixmarx, tree, messages, now)
     except Exception as exc:  # the elevator has no error contract; any failure rejects the document
-        return ReadResult([], [Reject(locate(name, 1), f"stix2-elevator failed: {exc!r}")])
+        return ReadResult([], [Reject(locate(name, line), f"stix2-elevator failed: {exc!r}")])
     objects = orjson.loads(output).get("objects") if output is not None else None
-    if not objects:
-        return ReadResult([], [Reject(locate(name, 1), "stix2-elevator made no STIX 2.1 objects of it")])
-    screened = keep_conforming(objects, name, "objects")
     where = locate(name, "stix2-elevator")
+    if not objects:  # the elevator's own errors say why (e.g. [208], an empty bundle)
+        return ReadResult([], [Reject(locate(name, line), "stix2-elevator made no STIX 2.1 objects of it"),
+                               *(Reject(where, m) for m in messages.errors)],
+                          [Reject(where, m) for m in messages.warnings])
+    screened = keep_conforming(objects, name, "objects")
     return ReadResult(screened.objects, [Reject(where, m) for m in messages.errors] + screened.rejects,
                       [Reject(where, m) for m in messages.warnings])
 
