@@ -143,3 +143,40 @@ def test_what_normalize_emits_for_every_fixture_passes_the_validator(path: Path)
         authored = PROVENANCE_EXTENSION in obj.get("extensions", {})
         outcome = validate_instance(obj, AUTHORED if authored else THIRD_PARTY)
         assert outcome.is_valid, (obj["id"], [str(e) for e in outcome.errors])
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_bundle_holds_what_its_indicators_reference_and_what_references_them(path: Path) -> None:
+    from exchange.dedup.claims import Source
+    from exchange.dedup.merge import HubIdentity
+    from exchange.dedup.offline import deduplicate
+    from exchange.normalize.formats.detect import read
+
+    converted = read(path.read_bytes(), name=path.name, now="2026-01-01T00:00:00.000Z")
+    objects = deduplicate([(Source(path.name), converted.objects)], hub=HubIdentity("test")).objects
+    have = {o["id"] for o in objects}
+    canonical = [o for o in objects if PROVENANCE_EXTENSION in o.get("extensions", {})]
+    for obj in canonical:  # the author, the marking and the extension's definition travel with the indicator
+        assert {obj["created_by_ref"], *obj["object_marking_refs"], *obj["extensions"]} <= have, obj["id"]
+    # Producers' indicators became canonical ones: relationships, reports and sightings point at those.
+    refs = {v for o in objects for k, value in o.items() if k.endswith(("_ref", "_refs"))
+            for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)}
+    replaced = {c["original_id"] for o in canonical for c in o["extensions"][PROVENANCE_EXTENSION]["claims"]} - have
+    assert not refs & replaced  # (a reference to an object the converters rejected still dangles)
+
+
+def test_references_to_a_producers_indicator_follow_it_to_the_canonical_one() -> None:
+    stix20 = DATA / "stix20" / "unit42-test.json"
+    result = run("normalize", str(stix20))
+    assert result.returncode == 0, result.stderr
+    objects = json.loads(result.stdout)["objects"]
+    canonical = {c["original_id"]: o["id"] for o in indicators({"objects": objects})
+                 for c in o["extensions"][PROVENANCE_EXTENSION]["claims"]}
+    sent = json.loads(stix20.read_bytes())["objects"]
+    sent_relationships = {o["id"]: o for o in sent if o["type"] == "relationship"}
+    out_relationships = {o["id"]: o for o in objects if o["type"] == "relationship"}
+    assert set(out_relationships) == set(sent_relationships)
+    for ident, out in out_relationships.items():
+        assert out["source_ref"] == canonical.get(sent_relationships[ident]["source_ref"],
+                                                  sent_relationships[ident]["source_ref"])
+    assert any(o["source_ref"] in canonical.values() for o in out_relationships.values())

@@ -6,12 +6,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from exchange.config import SCHEMA_DIR
 from exchange.dedup.claims import Claim, SightingClaim, Source, Warn, claim_from_indicator, claim_from_sighting
 from exchange.dedup.merge import HubIdentity, merge
 from exchange.errors import InvalidObject
 from exchange.model.timestamps import parse_timestamp
 from exchange.normalize.ids import NAMESPACE
-from exchange.policy.tlp import Tlp
+from exchange.policy.tlp import Tlp, marking_definition, marking_id
 
 
 @dataclass
@@ -60,8 +63,33 @@ def deduplicate(batches: Iterable[tuple[Source, list[dict[str, Any]]]], *, hub: 
                        previous_modified=0, sightings=attached)
         if merged is not None:
             result.objects.append(merged.body)
-    result.objects.extend(others[k] for k in sorted(others))
+    # The producers' indicators are not in the bundle, their canonical indicators are: what pointed at one
+    # points at the other (its provenance names the producer's id), or the bundle's references would dangle.
+    result.objects.extend(_repointed(others[k], by_producer) for k in sorted(others))
+    if claims:
+        result.objects[:0] = _referenced(result.objects, hub)
     return result
+
+
+def _repointed(obj: dict[str, Any], canonical: dict[str, str]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key.endswith("_ref") and isinstance(value, str) and value in canonical:
+            changed[key] = canonical[value]
+        elif key.endswith("_refs") and isinstance(value, list) and any(v in canonical for v in value
+                                                                        if isinstance(v, str)):
+            changed[key] = list(dict.fromkeys(canonical.get(v, v) if isinstance(v, str) else v for v in value))
+    return {**obj, **changed} if changed else obj
+
+
+def _referenced(objects: list[dict[str, Any]], hub: HubIdentity) -> list[dict[str, Any]]:
+    """What canonical indicators reference, so the bundle stands alone: the author's identity, the provenance
+    extension's definition (and its author) and the TLP 2.0 marking definitions in use."""
+    have = {o.get("id") for o in objects}
+    used = {ref for o in objects for ref in o.get("object_marking_refs") or () if isinstance(ref, str)}
+    fixed = orjson.loads((SCHEMA_DIR / "provenance-extension-definition.json").read_bytes())["objects"]
+    extra = [hub.stix(), *fixed, *(marking_definition(level) for level in Tlp if marking_id(level) in used)]
+    return [o for o in extra if o["id"] not in have]
 
 
 def bundle(objects: list[dict[str, Any]]) -> dict[str, Any]:

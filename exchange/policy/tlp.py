@@ -66,3 +66,15 @@ def tlp_of_markings(marking_refs: Any) -> Tlp | None:
 
 def marking_id(level: Tlp) -> str:
     return TLP2_IDS[level]
+
+
+TLP2_EXTENSION = "extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"
+
+
+def marking_definition(level: Tlp) -> dict[str, Any]:
+    """The OASIS TLP 2.0 marking-definition object of a level (cti-stix-common-objects), for bundles that must
+    carry what their objects reference: STIX 2.1 predefines only the TLP 1.0 markings."""
+    return {"type": "marking-definition", "spec_version": "2.1", "id": TLP2_IDS[level],
+            "created": "2022-10-01T00:00:00.000Z", "name": level.label,
+            "extensions": {TLP2_EXTENSION: {"extension_type": "property-extension",
+                                            "tlp_2_0": level.name.lower().replace("_", "+")}}}
