@@ -170,17 +170,46 @@ def _split_types(types: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ..
     return tuple(t for t in types if t in INDICATOR_TYPES), tuple(t for t in types if t not in INDICATOR_TYPES)
 
 
+FUTURE_SKEW = 86_400_000_000  # µs: a day of clock skew; a claim dated later would pin every canonical version after it
+
+
+def _versioned(obj: dict[str, Any], not_after: int | None) -> tuple[int, int]:
+    """(created, modified) of an SDO or SRO that makes a claim: both required (STIX 2.1 section 3.2), modified not
+    before created, and neither later than `not_after`: a canonical indicator's `modified` is never before its
+    newest claim's, so one claim from 2099 would date every later version of it 2099."""
+    created, modified = _time(obj, "created"), _time(obj, "modified")
+    if created is None or modified is None:
+        raise InvalidObject(f"missing required property '{'created' if created is None else 'modified'}'")
+    if modified < created:
+        raise InvalidObject("'modified' is before 'created'")
+    if not_after is not None and modified > not_after:
+        raise InvalidObject(f"'modified' {obj['modified']} is more than a day ahead of this hub's clock")
+    return created, modified
+
+
 def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tlp,
-                         warn: Warn | None = None) -> Claim | None:
-    """The claim an indicator makes; None for non-STIX pattern languages (kept verbatim only)."""
-    if obj.get("pattern_type", "stix") != "stix":
+                         warn: Warn | None = None, not_after: int | None = None) -> Claim | None:
+    """The claim an indicator makes; None for non-STIX pattern languages (kept verbatim only).
+
+    `not_after`: the latest `modified` taken (now plus FUTURE_SKEW), None for no limit."""
+    pattern_type = obj.get("pattern_type")
+    if pattern_type != "stix":
+        if pattern_type is None:
+            raise InvalidObject("missing required property 'pattern_type'")
+        if type(pattern_type) is not str or not pattern_type:
+            raise InvalidObject(f"invalid 'pattern_type' {pattern_type!r}: expected a pattern language name")
         return None
     pattern = obj.get("pattern")
     if type(pattern) is not str or not pattern or pattern.isspace():
         raise InvalidObject("indicator has no 'pattern'")
+    created, modified = _versioned(obj, not_after)
+    valid_from, valid_until = _time(obj, "valid_from"), _time(obj, "valid_until")
+    if valid_from is None:
+        raise InvalidObject("missing required property 'valid_from'")
+    if valid_until is not None and valid_until <= valid_from:
+        raise InvalidObject("'valid_until' must be later than 'valid_from'")
     canonical, role = canonical_pattern_with_role(pattern)
     facets = indicator_facets(obj)
-    created = _time(obj, "created") or 0
     labels = _strings(obj, "labels")
     if facets.other_types:
         labels = tuple(sorted({*labels, *facets.other_types}))
@@ -192,23 +221,26 @@ def claim_from_indicator(obj: dict[str, Any], source: Source, *, default_tlp: Tl
     # Claim's field order, and test_claims checks every field of a claim read this way.
     return Claim(
         indicator_id(canonical), canonical, source.name, source.country, source.trust,
-        obj["id"], created, _time(obj, "modified") or created, bool(obj.get("revoked", False)),
-        _tlp(obj, default_tlp), _confidence(obj), _time(obj, "valid_from"), _time(obj, "valid_until"),
+        obj["id"], created, modified, bool(obj.get("revoked", False)),
+        _tlp(obj, default_tlp), _confidence(obj), valid_from, valid_until,
         facets.name, labels, facets.indicator_types, facets.kill_chain, role, warnings,
     )
 
 
-def claim_from_sighting(obj: dict[str, Any], source: Source, *, default_tlp: Tlp) -> SightingClaim | None:
+def claim_from_sighting(obj: dict[str, Any], source: Source, *, default_tlp: Tlp,
+                        not_after: int | None = None) -> SightingClaim | None:
     target = obj.get("sighting_of_ref")
     if not isinstance(target, str) or not target.startswith("indicator--"):
         return None  # sightings of other SDOs are kept verbatim only
     count = obj.get("count", 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise InvalidObject(f"'count' must be a non-negative integer, not {count!r}")
-    created = _time(obj, "created") or 0
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 999_999_999:
+        raise InvalidObject(f"'count' must be an integer 0-999999999 (STIX 2.1 section 5.2), not {count!r}")
+    _, modified = _versioned(obj, not_after)
+    first_seen, last_seen = _time(obj, "first_seen"), _time(obj, "last_seen")
+    if first_seen is not None and last_seen is not None and last_seen < first_seen:
+        raise InvalidObject("'last_seen' is before 'first_seen'")
     return SightingClaim(
         sighting_id=obj["id"], sighting_of=target, source=source.name, country=source.country,
-        modified=_time(obj, "modified") or created, revoked=bool(obj.get("revoked", False)),
-        tlp=_tlp(obj, default_tlp), count=count,
-        first_seen=_time(obj, "first_seen"), last_seen=_time(obj, "last_seen"),
+        modified=modified, revoked=bool(obj.get("revoked", False)),
+        tlp=_tlp(obj, default_tlp), count=count, first_seen=first_seen, last_seen=last_seen,
     )

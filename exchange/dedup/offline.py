@@ -9,10 +9,18 @@ from typing import Any
 import orjson
 
 from exchange.config import SCHEMA_DIR
-from exchange.dedup.claims import Claim, SightingClaim, Source, Warn, claim_from_indicator, claim_from_sighting
+from exchange.dedup.claims import (
+    FUTURE_SKEW,
+    Claim,
+    SightingClaim,
+    Source,
+    Warn,
+    claim_from_indicator,
+    claim_from_sighting,
+)
 from exchange.dedup.merge import HubIdentity, merge
 from exchange.errors import InvalidObject
-from exchange.model.timestamps import parse_timestamp
+from exchange.model.timestamps import now_micros, parse_timestamp
 from exchange.normalize.ids import NAMESPACE
 from exchange.policy.tlp import Tlp, marking_definition, marking_id
 
@@ -38,16 +46,17 @@ def deduplicate(batches: Iterable[tuple[Source, list[dict[str, Any]]]], *, hub: 
     sightings: list[SightingClaim] = []
     others: dict[str, dict[str, Any]] = {}
     result = OfflineResult(objects=[])
+    not_after = now_micros() + FUTURE_SKEW
     for source, objects in batches:
         for index, obj in enumerate(objects):
             where = f"{source.name}:objects[{index}]"
             try:
                 if obj.get("type") == "indicator" and (claim := claim_from_indicator(
-                        obj, source, default_tlp=default_tlp, warn=warn)) is not None:
+                        obj, source, default_tlp=default_tlp, warn=warn, not_after=not_after)) is not None:
                     claims[claim.indicator_id].append(claim)
                     continue
                 if obj.get("type") == "sighting" and (seen := claim_from_sighting(
-                        obj, source, default_tlp=default_tlp)) is not None:
+                        obj, source, default_tlp=default_tlp, not_after=not_after)) is not None:
                     sightings.append(seen)
                     continue
             except InvalidObject as exc:

@@ -45,8 +45,10 @@ def _entry_strings(entry: dict[str, Any], prop: str, index: int) -> tuple[str, .
 
 
 def relayed_claims(obj: dict[str, Any], provenance: dict[str, Any], sender: Source, *, hub_id: str,
-                   warn: Warn | None = None) -> list[Claim]:
-    """The claims a peer hub's canonical indicator carries, minus those that already crossed this hub."""
+                   warn: Warn | None = None, not_after: int | None = None) -> list[Claim]:
+    """The claims a peer hub's canonical indicator carries, minus those that already crossed this hub.
+
+    `not_after`: the latest `original_modified` taken, as for a claim of this hub's own (claims.FUTURE_SKEW)."""
     entries = provenance.get("claims")
     if not isinstance(entries, list):
         raise InvalidObject("provenance extension: 'claims' must be a list")
@@ -80,10 +82,14 @@ def relayed_claims(obj: dict[str, Any], provenance: dict[str, Any], sender: Sour
                                        or not 0 <= confidence <= 100):
             raise InvalidObject(f"provenance claims[{index}].confidence: must be an integer 0-100")
         country = entry.get("country")
+        modified = _time(entry, "original_modified", index) or created
+        if not_after is not None and modified > not_after:
+            raise InvalidObject(f"provenance claims[{index}].original_modified: more than a day ahead of this "
+                                "hub's clock")
         claims.append(Claim(
             indicator_id=ident, pattern=canonical, source=source, country=country if isinstance(country, str) else None,
             trust=sender.trust, producer_id=producer, created=created,
-            modified=_time(entry, "original_modified", index) or created, revoked=entry.get("revoked") is True,
+            modified=modified, revoked=entry.get("revoked") is True,
             tlp=tlp, confidence=confidence, valid_from=_time(entry, "valid_from", index),
             valid_until=_time(entry, "valid_until", index), name=facets.name,
             labels=tuple(sorted(set(_entry_strings(entry, "labels", index)))),

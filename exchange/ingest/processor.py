@@ -14,11 +14,20 @@ from typing import Any
 import orjson
 
 from exchange.audit.log import AuditEntry, AuditKind, AuditLog
-from exchange.dedup.claims import Claim, SightingClaim, Source, Warn, claim_from_indicator, claim_from_sighting
+from exchange.dedup.claims import (
+    FUTURE_SKEW,
+    Claim,
+    SightingClaim,
+    Source,
+    Warn,
+    claim_from_indicator,
+    claim_from_sighting,
+)
 from exchange.dedup.relay import provenance_of, relayed_claims
 from exchange.errors import InvalidObject
 from exchange.ingest.journal import Envelope, Journal
 from exchange.model.stix import StixRecord, object_ref, read_record
+from exchange.model.timestamps import now_micros
 from exchange.normalize.formats.stix2x import upgrade_object
 from exchange.policy.tlp import Tlp
 from exchange.store.base import EnvelopeWrite, ObjectResult, Outcome, StatusRecord, Store
@@ -49,22 +58,24 @@ class ClaimPolicy:
         return self.sources.get(account) or Source(name=account)
 
 
-def derive(obj: dict[str, Any], record: StixRecord, source: Source,
-           policy: ClaimPolicy) -> tuple[Claim | SightingClaim, ...]:
+def derive(obj: dict[str, Any], record: StixRecord, source: Source, policy: ClaimPolicy,
+           not_after: int | None = None) -> tuple[Claim | SightingClaim, ...]:
     """The claims an indicator or sighting makes (upgraded first when it is STIX 2.0); InvalidObject if bad.
 
-    A peer hub's canonical indicator makes the claims it carries, not one claim of its own."""
+    A peer hub's canonical indicator makes the claims it carries, not one claim of its own. `not_after`: the
+    latest `modified` a claim may have (claims.FUTURE_SKEW)."""
     if not policy.enabled or record.type not in ("indicator", "sighting"):
         return ()
     if record.spec_version == "2.0":
         obj = upgrade_object(obj)[0]
     if record.type == "indicator":
         if source.relay and (provenance := provenance_of(obj)) is not None:
-            return tuple(relayed_claims(obj, provenance, source, hub_id=policy.hub_id, warn=policy.warn))
+            return tuple(relayed_claims(obj, provenance, source, hub_id=policy.hub_id, warn=policy.warn,
+                                        not_after=not_after))
         claim: Claim | SightingClaim | None = claim_from_indicator(obj, source, default_tlp=policy.default_tlp,
-                                                                   warn=policy.warn)
+                                                                   warn=policy.warn, not_after=not_after)
     else:
-        claim = claim_from_sighting(obj, source, default_tlp=policy.default_tlp)
+        claim = claim_from_sighting(obj, source, default_tlp=policy.default_tlp, not_after=not_after)
     return () if claim is None else (claim,)
 
 
@@ -80,6 +91,7 @@ def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
     """Split an envelope into storable records, their claims, and per-object rejections (pure; in a thread)."""
     policy = policy or ClaimPolicy()
     source = policy.source(env.account)
+    not_after = now_micros() + FUTURE_SKEW
     records: list[StixRecord] = []
     derived: list[tuple[Claim | SightingClaim, ...]] = []
     rejected: list[ObjectResult] = []
@@ -94,7 +106,7 @@ def prepare(env: Envelope, policy: ClaimPolicy | None = None) -> EnvelopeWrite:
         try:
             record = read_record(obj)
             _check_author(obj, env.account, policy)
-            claims = derive(obj, record, source, policy)
+            claims = derive(obj, record, source, policy, not_after)
             records.append(record)
             derived.append(claims)
         except InvalidObject as exc:

@@ -205,12 +205,51 @@ def test_claim_carries_what_the_source_said() -> None:
     assert made.kill_chain == (("lockheed-martin-cyber-kill-chain", "c2"), ("mitre-attack", "command-and-control"))
 
 
-def test_revoked_and_unversioned_claims() -> None:
-    obj = indicator("[domain-name:value = 'evil.example']", revoked=True)
-    del obj["modified"]
-    made = claim(obj)
+def test_a_revoked_indicator_is_a_revoked_claim() -> None:
+    made = claim(indicator("[domain-name:value = 'evil.example']", revoked=True))
     assert made.revoked is True
-    assert made.modified == made.created  # no `modified`: the version is `created`
+    assert made.modified > made.created
+
+
+@pytest.mark.parametrize(
+    ("missing", "words"),
+    [("created", "missing required property 'created'"), ("modified", "missing required property 'modified'"),
+     ("valid_from", "missing required property 'valid_from'"),
+     ("pattern_type", "missing required property 'pattern_type'")],
+)
+def test_an_indicator_without_a_required_property_makes_no_claim(missing: str, words: str) -> None:
+    # STIX 2.1 section 4.7: without them the canonical indicator would be dated 1970 or start nowhere.
+    obj = indicator("[domain-name:value = 'evil.example']")
+    del obj[missing]
+    with pytest.raises(InvalidObject, match=words):
+        claim_from_indicator(obj, ALICE, default_tlp=Tlp.GREEN)
+
+
+@pytest.mark.parametrize(
+    ("props", "words"),
+    [({"modified": "2023-12-31T00:00:00Z"}, "'modified' is before 'created'"),
+     ({"valid_until": "2024-01-01T00:00:00Z"}, "'valid_until' must be later than 'valid_from'"),
+     ({"valid_until": "2023-06-01T00:00:00Z"}, "'valid_until' must be later than 'valid_from'"),
+     ({"pattern_type": 7}, "invalid 'pattern_type' 7")],
+)
+def test_an_indicator_whose_times_contradict_each_other_makes_no_claim(props: dict[str, Any], words: str) -> None:
+    with pytest.raises(InvalidObject, match=words):
+        claim(indicator("[domain-name:value = 'evil.example']", **props))
+
+
+def test_a_claim_dated_more_than_a_day_ahead_of_the_clock_is_refused() -> None:
+    # One such claim would date every later canonical version of its indicator after it.
+    obj = indicator("[domain-name:value = 'evil.example']", modified="2024-01-03T00:00:00.000Z")
+    limit = parse_timestamp("2024-01-03T00:00:00Z")
+    assert claim_from_indicator(obj, ALICE, default_tlp=Tlp.GREEN, not_after=limit) is not None
+    with pytest.raises(InvalidObject, match="more than a day ahead of this hub's clock"):
+        claim_from_indicator(obj, ALICE, default_tlp=Tlp.GREEN, not_after=limit - 1)
+    seen = sighting("indicator--00000000-0000-4000-8000-000000000001")
+    with pytest.raises(InvalidObject, match="more than a day ahead"):
+        claim_from_sighting(seen, ALICE, default_tlp=Tlp.GREEN, not_after=limit - 1)
+    with pytest.raises(InvalidObject, match="'last_seen' is before 'first_seen'"):
+        claim_from_sighting({**seen, "first_seen": "2024-01-02T00:00:00Z", "last_seen": "2024-01-01T00:00:00Z"},
+                            ALICE, default_tlp=Tlp.GREEN)
 
 
 @pytest.mark.parametrize(

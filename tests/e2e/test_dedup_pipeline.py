@@ -359,3 +359,18 @@ def test_an_unparseable_pattern_is_rejected_with_the_parsers_message(hub: Hub) -
     assert get_raw(hub, INBOX, bad["id"]).status_code == 404
     assert get_raw(hub, INBOX, W_IP["id"]).status_code == 200
     assert set(canonical_indicators(hub)) == {IP_ID}
+
+
+def test_indicators_that_are_not_valid_stix_or_dated_in_the_future_are_refused_alone(hub: Hub) -> None:
+    no_created = indicator(70, "[domain-name:value = 'a.example']")
+    del no_created["created"]
+    ahead = {**indicator(71, "[domain-name:value = 'b.example']"), "modified": "2099-12-31T23:59:59.000Z"}
+    backwards = indicator(72, "[domain-name:value = 'c.example']", valid_until=stamp(0))
+    good = indicator(73, "[domain-name:value = 'd.example']")
+    status = post(hub, "alice", no_created, ahead, backwards, good)
+    failures = {f["id"]: f["message"] for f in status.failures}
+    assert set(failures) == {no_created["id"], ahead["id"], backwards["id"]}
+    assert failures[no_created["id"]].endswith("missing required property 'created'")
+    assert "more than a day ahead of this hub's clock" in failures[ahead["id"]]
+    assert failures[backwards["id"]].endswith("'valid_until' must be later than 'valid_from'")
+    assert [o["pattern"] for o in canonical_indicators(hub).values()] == ["[domain-name:value = 'd.example']"]
