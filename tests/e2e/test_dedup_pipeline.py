@@ -374,3 +374,29 @@ def test_indicators_that_are_not_valid_stix_or_dated_in_the_future_are_refused_a
     assert "more than a day ahead of this hub's clock" in failures[ahead["id"]]
     assert failures[backwards["id"]].endswith("'valid_until' must be later than 'valid_from'")
     assert [o["pattern"] for o in canonical_indicators(hub).values()] == ["[domain-name:value = 'd.example']"]
+
+
+def test_a_revoked_canonical_indicator_stays_revoked(hub: Hub) -> None:
+    # STIX 2.1 section 3.6: no version may follow a revoked one, neither of the hub's object nor of a producer's.
+    post(hub, "alice", A_DOMAIN)
+    post(hub, "alice", {**A_DOMAIN, "modified": stamp(30), "revoked": True})
+    revoked, count = canonical_indicators(hub)[DOMAIN_ID], len(versions(hub, DOMAIN_ID))
+    assert revoked["revoked"] is True
+    later = post(hub, "writer", W_DOMAIN)  # a live claim after the revocation: recorded, not published
+    assert later.success_count == 1
+    assert "was revoked and stays so (STIX 2.1 section 3.6)" in messages(later)[W_DOMAIN["id"]]
+    assert len(versions(hub, DOMAIN_ID)) == count
+    assert canonical_indicators(hub)[DOMAIN_ID] == revoked
+    unrevoked = post(hub, "alice", {**A_DOMAIN, "modified": stamp(40)})
+    assert [(f["id"], f["message"]) for f in unrevoked.failures] == [
+        (A_DOMAIN["id"], "a version of this object is revoked: STIX 2.1 section 3.6 allows no later version")]
+    assert len(versions(hub, DOMAIN_ID)) == count
+
+
+def test_an_indicator_revoked_before_anyone_saw_it_is_not_published(hub: Hub) -> None:
+    post(hub, "alice", {**A_DOMAIN, "revoked": True})
+    assert DOMAIN_ID not in canonical_indicators(hub)  # a revoked-at-birth version would only block what follows
+    post(hub, "writer", W_DOMAIN)
+    live = canonical_indicators(hub)[DOMAIN_ID]
+    assert not live.get("revoked") and len(versions(hub, DOMAIN_ID)) == 1
+    assert provenance(live)["source_count"] == 1 and len(provenance(live)["claims"]) == 2

@@ -71,9 +71,13 @@ def upsert_claim(conn: sqlite3.Connection, claim: Claim, touched: set[str]) -> t
         "SELECT data FROM claims WHERE indicator_id = ? AND NOT (source = ? AND producer_id = ?)",
         (claim.indicator_id, claim.key, claim.producer_id))) if c.tlp <= claim.tlp]
     verb = "revoked its claim on" if claim.revoked else "claims"
+    final = conn.execute("SELECT merged_hash IN (?, ?) FROM indicators WHERE id = ?",
+                         (*_FINAL, claim.indicator_id)).fetchone()[0]
+    after = (f"; canonical indicator {claim.indicator_id} was revoked and stays so (STIX 2.1 section 3.6): the claim "
+             "is recorded, no new version is published") if final and not claim.revoked else ""
     if not others:
-        return False, f"stored: {claim.source} {verb} canonical indicator {claim.indicator_id}"
-    return True, f"merged: {claim.source} {verb} {claim.indicator_id}, {_others(claim, others)}"
+        return False, f"stored: {claim.source} {verb} canonical indicator {claim.indicator_id}{after}"
+    return True, f"merged: {claim.source} {verb} {claim.indicator_id}, {_others(claim, others)}{after}"
 
 
 def _others(claim: Claim, others: list[Claim]) -> str:
@@ -127,15 +131,22 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
     out: list[tuple[str, StixRecord]] = []
     for index, (audience, collection) in enumerate(policy.audiences):
         previous, created, previous_hash = row if index == 0 else _load_view(conn, collection, indicator_id)
+        if previous_hash in _FINAL:
+            continue  # STIX 2.1 section 3.6: a revoked object has no later versions
         merged = merge(claims, audience=audience, hub=policy.hub, created=created or None,
                        previous_modified=previous, sightings=sightings, lane=0 if index == 0 else 1 + audience)
         if merged is None:
-            if previous_hash in (None, _WITHDRAWN):
+            if previous_hash is None:
                 continue
             record = _withdrawn(conn, indicator_id, collection, previous)
             if record is None:
                 continue
             state = (created, _WITHDRAWN)
+        elif merged.record.revoked:
+            if previous_hash is None:
+                continue  # revoked before anyone saw it: publishing it would only block a later live claim
+            record = merged.record
+            state = (merged.created, _REVOKED)
         elif merged.content_hash == previous_hash:
             continue
         else:
@@ -154,7 +165,11 @@ def materialize(conn: sqlite3.Connection, indicator_id: str, policy: MergePolicy
     return out
 
 
+# View states (in place of a merged hash) after which a view takes no more versions: every claim it could see
+# left (withdrawn) or was revoked by its producer (revoked).
 _WITHDRAWN = b"withdrawn"
+_REVOKED = b"revoked"
+_FINAL = (_WITHDRAWN, _REVOKED)
 
 
 def _load_view(conn: sqlite3.Connection, collection: str, indicator_id: str) -> tuple[int, int, bytes | None]:

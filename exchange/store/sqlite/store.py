@@ -30,6 +30,7 @@ _MESSAGES = {
     Outcome.DUPLICATE: "this version is already stored",
     Outcome.CONFLICT: "a different object with this id and modified is already stored; the first one stays "
                       "(a changed object needs a later modified)",
+    Outcome.REJECTED: "a version of this object is revoked: STIX 2.1 section 3.6 allows no later version",
 }
 
 
@@ -119,8 +120,10 @@ class SQLiteStore:
         await self._engine.write(lambda conn: self._insert_all(conn, collection_id, records))
 
     def _insert(self, conn: sqlite3.Connection, collection: str, rec: StixRecord,
-                extremes: dict[str, tuple[int, int]]) -> tuple[Outcome, int]:
-        lowest, highest = extremes.get(rec.id, (None, None))
+                extremes: dict[str, tuple[int, int, bool]]) -> tuple[Outcome, int]:
+        lowest, highest, revoked = extremes.get(rec.id, (None, None, False))
+        if revoked and highest is not None and rec.version > highest:
+            return Outcome.REJECTED, 0
         is_first = lowest is None or rec.version < lowest
         is_last = highest is None or rec.version > highest
         date_added = self._next_added()
@@ -148,7 +151,7 @@ class SQLiteStore:
             conn.execute("UPDATE objects SET is_first = 0 WHERE collection = ? AND stix_id = ? AND is_first = 1"
                          " AND date_added != ?", (collection, rec.id, date_added))
         extremes[rec.id] = (min(rec.version, lowest if lowest is not None else rec.version),
-                            max(rec.version, highest if highest is not None else rec.version))
+                            max(rec.version, highest if highest is not None else rec.version), revoked or rec.revoked)
         return Outcome.STORED, date_added
 
     async def query_objects(self, query: ObjectQuery, *, with_body: bool = True) -> Page:
@@ -218,17 +221,19 @@ def _status(row: tuple[str, str, str, int, int, bytes]) -> StatusRecord:
                         results=results)
 
 
-def _version_extremes(conn: sqlite3.Connection, collection: str, ids: set[str]) -> dict[str, tuple[int, int]]:
-    """Lowest and highest stored version of each id, in one query per envelope instead of one per object."""
-    found: dict[str, tuple[int, int]] = {}
+def _version_extremes(conn: sqlite3.Connection, collection: str,
+                      ids: set[str]) -> dict[str, tuple[int, int, bool]]:
+    """Lowest and highest stored version of each id, and whether one is revoked, in one query per envelope
+    instead of one per object."""
+    found: dict[str, tuple[int, int, bool]] = {}
     id_list = list(ids)
     for start in range(0, len(id_list), 500):  # stay under SQLite's host-parameter limit
         chunk = id_list[start:start + 500]
         rows = conn.execute(
-            f"SELECT stix_id, min(version), max(version) FROM objects INDEXED BY objects_by_version"
+            f"SELECT stix_id, min(version), max(version), max(revoked) FROM objects INDEXED BY objects_by_version"
             f" WHERE collection = ? AND stix_id IN ({', '.join('?' * len(chunk))}) GROUP BY stix_id",
             (collection, *chunk)).fetchall()
-        found.update((r[0], (r[1], r[2])) for r in rows)
+        found.update((r[0], (r[1], r[2], bool(r[3]))) for r in rows)
     return found
 
 
