@@ -49,7 +49,9 @@ def _for_http_error(request: web.Request, exc: web.HTTPException) -> web.Respons
     else:
         description = exc.text or exc.reason
     allow = exc.headers.get("Allow")
-    return error_response(exc.status, exc.reason, description, {"Allow": allow} if allow else None)
+    # The same title as the domain error of the same status: a client should not see two names for one 413.
+    title = next((t for s, t in _STATUS.values() if s == exc.status), exc.reason)
+    return error_response(exc.status, title, description, {"Allow": allow} if allow else None)
 
 
 @web.middleware

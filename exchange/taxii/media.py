@@ -40,5 +40,7 @@ def check_accept(header: str | None) -> None:
 
 def check_content_type(header: str | None) -> None:
     ranges = _ranges(header or "")
+    if not header:
+        raise UnsupportedMediaType(f"the request has no Content-Type; send {TAXII_JSON}")
     if not ranges or not _is_taxii21(*ranges[0]):
         raise UnsupportedMediaType(f"cannot take Content-Type {header!r}; send {TAXII_JSON}")

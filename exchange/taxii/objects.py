@@ -123,6 +123,9 @@ def decode_envelope(body: bytes) -> list[Any]:
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):  # orjson names Python's str there, which says nothing to a client
+            raise InvalidRequest("request body is not UTF-8: TAXII 2.1 bodies are JSON in UTF-8 (RFC 8259 section "
+                                 f"8.1); {str(exc).removeprefix('str is not valid UTF-8: ')}") from None
         raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(envelope, dict):
         raise InvalidRequest(f"request body must be a TAXII envelope (a JSON object), not {type(envelope).__name__}")
