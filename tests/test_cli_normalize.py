@@ -83,6 +83,41 @@ def test_rejects_name_file_and_line_and_exit_1(tmp_path: Path) -> None:
     assert patterns == ["[domain-name:value = 'evil.example']", "[ipv4-addr:value = '198.51.100.7']"]
 
 
+def test_an_overlong_line_is_a_reject_not_a_crash(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.txt"
+    feed.write_text("a" * 131_070 + ".com\nevil.example\n")
+    for fmt in ("auto", "text"):
+        result = run("normalize", "--format", fmt, str(feed))
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith(f"{feed}:1: rejected: line of 131,074 characters") and "Traceback" not in (
+            result.stderr)
+        assert len(result.stderr) < 300  # an excerpt of the line, not the line
+        assert [o["name"] for o in indicators(json.loads(result.stdout))] == ["evil.example"]
+    rows = tmp_path / "feed.csv"
+    rows.write_text("indicator,type\n" + "a" * 131_070 + ".com,domain\nevil.example,domain\n")
+    result = run("normalize", "--format", "csv", str(rows))
+    assert result.returncode == 1 and result.stderr.startswith(f"{rows}:2: rejected: line of"), result.stderr
+    assert [o["name"] for o in indicators(json.loads(result.stdout))] == ["evil.example"]
+
+
+def test_text_lists_in_utf16_or_starting_like_json(tmp_path: Path) -> None:
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes("- c2[.]example - 198.51.100[.]7\n".encode("utf-16"))
+    result = run("normalize", str(utf16))
+    assert result.returncode == 0, result.stderr
+    assert sorted(o["name"] for o in indicators(json.loads(result.stdout))) == ["198.51.100.7", "c2.example"]
+    braced = tmp_path / "braced.txt"
+    braced.write_text("{evil.com}\n1.2.3.4\n")
+    result = run("normalize", str(braced))
+    assert result.returncode == 1
+    assert result.stderr == f"{braced}:1: rejected: cannot tell what kind of indicator '{{evil.com}}' is\n"
+    assert [o["name"] for o in indicators(json.loads(result.stdout))] == ["1.2.3.4"]
+    named_json = tmp_path / "braced.json"
+    named_json.write_text("{evil.com}\n1.2.3.4\n")
+    result = run("normalize", str(named_json))
+    assert result.returncode == 1 and f"{named_json}:1: rejected: not valid JSON" in result.stderr
+
+
 def test_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:
     result = run("normalize", str(tmp_path / "missing.csv"))
     assert result.returncode == 2 and "cannot read" in result.stderr

@@ -78,6 +78,12 @@ _FILE_EXTENSIONS = frozenset({
 })  # fmt: skip
 
 
+def quoted(text: str, limit: int = 80) -> str:
+    """repr() of `text`, cut to its first `limit` characters and '…' when longer: rejects quote what they refuse,
+    and a value can be a whole multi-megabyte line of a feed."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
+
+
 def normalize_value(kind: ValueKind, raw: str) -> str:
     """The canonical text of `raw` read as `kind`; a /32 or /128 CIDR comes back as the bare host."""
     return canonical(kind, raw)[1]
@@ -162,9 +168,9 @@ def _hash_text(name: str, raw: str) -> str:
         return value
     digest = value.lower()
     if not _HEX.fullmatch(digest):
-        raise InvalidObject(f"{name} hash {raw!r} is not hexadecimal")
+        raise InvalidObject(f"{name} hash {quoted(raw)} is not hexadecimal")
     if len(digest) != length:
-        raise InvalidObject(f"{name} hash must have {length} hex digits, {raw!r} has {len(digest)}")
+        raise InvalidObject(f"{name} hash must have {length} hex digits, {quoted(raw)} has {len(digest)}")
     return digest
 
 
@@ -177,11 +183,11 @@ def _canonical_ip(value: str, version: int) -> tuple[ValueKind, str]:
     try:
         net, addr = _parse_ip(value)
     except ValueError as exc:
-        raise InvalidObject(f"{value!r} is not an IPv{version} address or CIDR: {exc}") from None
+        raise InvalidObject(f"{quoted(value)} is not an IPv{version} address or CIDR: {exc}") from None
     if addr.version != version:
-        raise InvalidObject(f"{value!r} is an IPv{addr.version} value, not IPv{version}")
+        raise InvalidObject(f"{quoted(value)} is an IPv{addr.version} value, not IPv{version}")
     if isinstance(addr, ipaddress.IPv6Address) and addr.scope_id is not None:
-        raise InvalidObject(f"{value!r} carries an IPv6 zone id, which means nothing outside one host")
+        raise InvalidObject(f"{quoted(value)} carries an IPv6 zone id, which means nothing outside one host")
     if net is None or net.prefixlen == net.max_prefixlen:
         return host_kind, _address_text(addr)
     # strict=False masked the host bits: 10.1.2.3/8 names the network 10.0.0.0/8 (STIX 2.1 section 6.4.1).
@@ -237,15 +243,15 @@ def normalize_domain(raw: str) -> str:
         try:  # UTS 46 mapping: case folding, NFC, full-width dots (IDNA 2008 as browsers apply it)
             name = idna.uts46_remap(name, std3_rules=False, transitional=False)
         except idna.IDNAError as exc:
-            raise InvalidObject(f"domain {raw!r}: {exc}") from None
+            raise InvalidObject(f"domain {quoted(raw)}: {exc}") from None
     name = name.removesuffix(".")
     labels = [_a_label(label, raw) for label in name.split(".")]
     name = ".".join(labels)
     if len(name) > _MAX_DOMAIN:
-        raise InvalidObject(f"domain {raw!r} is longer than {_MAX_DOMAIN} characters")
+        raise InvalidObject(f"domain {quoted(raw)} is longer than {_MAX_DOMAIN} characters")
     if labels[-1].isdigit():
         # RFC 3696 section 2: a top-level label is never all-numeric; such a "domain" is an IP address or junk.
-        raise InvalidObject(f"domain {raw!r} has an all-numeric top-level label")
+        raise InvalidObject(f"domain {quoted(raw)} has an all-numeric top-level label")
     return name
 
 
@@ -259,12 +265,13 @@ def _a_label(label: str, raw: str) -> str:
             try:
                 label = label.encode("idna").decode("ascii").lower()
             except UnicodeError as exc:
-                raise InvalidObject(f"domain {raw!r}: label {label!r} is not a valid IDN label: {exc}") from None
+                raise InvalidObject(f"domain {quoted(raw)}: label {quoted(label)} is not a valid IDN label: "
+                                    f"{exc}") from None
     if not label:
-        raise InvalidObject(f"domain {raw!r} has an empty label")
+        raise InvalidObject(f"domain {quoted(raw)} has an empty label")
     if not _LABEL.fullmatch(label):
-        raise InvalidObject(f"domain {raw!r}: label {label!r} must be 1-63 letters, digits, '-' or '_', not "
-                            "starting or ending with '-'")
+        raise InvalidObject(f"domain {quoted(raw)}: label {quoted(label)} must be 1-63 letters, digits, '-' or '_', "
+                            "not starting or ending with '-'")
     return label
 
 
@@ -273,7 +280,8 @@ def _normalize_url(raw: str) -> str:
     percent-encoding and path segments are significant to the server that serves them."""
     match = _SCHEME.match(raw)
     if match is None:
-        raise InvalidObject(f"URL {raw!r} does not start with scheme:// (STIX 2.1 section 6.13 needs RFC 3986 URLs)")
+        raise InvalidObject(f"URL {quoted(raw)} does not start with scheme:// (STIX 2.1 section 6.13 needs RFC 3986 "
+                            "URLs)")
     scheme = match.group(1).lower()
     rest = raw[match.end():]
     end = found.start() if (found := _AUTHORITY_END.search(rest)) else len(rest)
@@ -281,7 +289,7 @@ def _normalize_url(raw: str) -> str:
     userinfo, at, hostport = authority.rpartition("@")
     host, port = _split_port(hostport, raw)
     if not host and scheme != "file":
-        raise InvalidObject(f"URL {raw!r} has no host")
+        raise InvalidObject(f"URL {quoted(raw)} has no host")
     host = _url_host(host, raw) if host else ""
     if port is not None and port == _DEFAULT_PORTS.get(scheme):
         port = None
@@ -298,14 +306,14 @@ def _split_port(hostport: str, raw: str) -> tuple[str, int | None]:
         close = hostport.find("]")
         host, after = hostport[: close + 1], hostport[close + 1 :]
         if close < 0 or (after and not after.startswith(":")):
-            raise InvalidObject(f"URL {raw!r} has a malformed [IPv6] host")
+            raise InvalidObject(f"URL {quoted(raw)} has a malformed [IPv6] host")
         port_text = after[1:] if after else ""
     else:
         host, _, port_text = hostport.partition(":")
     if not port_text:
         return host, None  # "host:" with an empty port means the default port (RFC 3986 section 3.2.3)
     if not port_text.isdigit() or not port_text.isascii() or int(port_text) > 65535:
-        raise InvalidObject(f"URL {raw!r} has an invalid port {port_text!r}")
+        raise InvalidObject(f"URL {quoted(raw)} has an invalid port {quoted(port_text)}")
     return host, int(port_text)
 
 
@@ -327,9 +335,9 @@ def _normalize_email(raw: str) -> str:
     # The local part is case-sensitive by RFC 5321 section 2.4, so only the domain is folded.
     local, at, domain = raw.rpartition("@")
     if not at or not local or not domain:
-        raise InvalidObject(f"e-mail address {raw!r} needs local@domain")
+        raise InvalidObject(f"e-mail address {quoted(raw)} needs local@domain")
     if any(c.isspace() for c in local):
-        raise InvalidObject(f"e-mail address {raw!r} has white space in its local part")
+        raise InvalidObject(f"e-mail address {quoted(raw)} has white space in its local part")
     return f"{local}@{normalize_domain(domain)}"
 
 

@@ -82,6 +82,9 @@ FIXTURES: dict[str, tuple[Format, dict[str, int], int]] = {
     "text/unit42-Skimmer_IOC.txt": (Format.TEXT, {"indicator": 108}, 0),
     # 174 ip[:port]/domain trails, 110 distinct hosts; the 63 rejects are URL paths without a host
     "text/maltrail-elf_kaiten.txt": (Format.TEXT, {"indicator": 110}, 63),
+    # free text: 74 lines of prose, file paths and "GET /path" requests hold no IOC; lines such as
+    # "- cstleadapt3[.]com - 188.119.112[.]45" hold two
+    "text/unit42-2020-12-11-TA551-IOCs-for-IcedID.txt": (Format.TEXT, {"indicator": 88}, 74),
 }
 
 # stix2-validator 3.2.0 options. Indicators the hub authors (CSV, text) are checked strict, with custom types and
@@ -133,7 +136,6 @@ def test_detects_each_fixture(fixture: str) -> None:
     (b'{"response": [{"Event": {"info": "x"}}]}', Format.MISP),
     (b'{"info": "bare event", "Attribute": []}', Format.MISP),
     (b'[{"Event": {"info": "a"}}, {"Event": {"info": "b"}}]', Format.MISP),
-    (b'{"type": "bundle", "objects": [', Format.STIX21),  # broken JSON still goes to a JSON reader
     (b"\xef\xbb\xbf<?xml version='1.0'?><stix:STIX_Package xmlns:stix='http://stix.mitre.org/stix-1'/>", Format.STIX1),
     (b"<html><body>not stix</body></html>", Format.TEXT),
     (b"# feed\nIndicator;Type;Comment\nevil.com;domain;c2\n", Format.CSV),
@@ -143,6 +145,25 @@ def test_detects_each_fixture(fixture: str) -> None:
 ])
 def test_detects_by_content(content: bytes, expected: Format) -> None:
     assert detect(content) is expected
+
+
+def test_only_a_json_file_that_does_not_parse_stays_json() -> None:
+    broken = b'{"type": "bundle", "objects": ['
+    assert detect(broken, "feed.json") is detect(broken, "FEED.JSON") is Format.STIX21  # its reject names the line
+    assert detect(b'{"Event": {"info": ', "event.json") is Format.MISP
+    # A first "[" or "{" alone does not make JSON: STIX patterns and IOC lists start with one too.
+    patterns = data("stix2-patterns-spec_examples_v21.txt")
+    assert patterns.startswith(b"[") and detect(patterns, "spec_examples_v21.txt") is Format.TEXT
+    listed = b"{evil.com}\n198.51.100.7\n"
+    assert detect(listed, "list.txt") is detect(listed) is Format.TEXT
+    result = read(listed, name="list.txt", now=NOW)
+    assert [o["pattern"] for o in result.objects] == ["[ipv4-addr:value = '198.51.100.7']"]
+    assert [(r.where, r.message) for r in result.rejects] == [
+        ("list.txt:1", "cannot tell what kind of indicator '{evil.com}' is")]
+    assert read(b"[2001:db8::1]:443\n", name="c2.txt", now=NOW).objects[0]["pattern"] == (
+        "[ipv6-addr:value = '2001:db8::1']")
+    # An explicit format still means what it says.
+    assert read(listed, Format.STIX21, "list.txt").rejects[0].message.startswith("not valid JSON")
 
 
 # --- conversion of the real fixtures -------------------------------------------------------------------------------
@@ -317,6 +338,82 @@ def test_text_list_quirks() -> None:
          "sha256 listed in t.txt: adjure.12.20.doc"),
         ("[ipv6-addr:value = '2001:db8::1']", "ipv6 listed in t.txt: port 8443"),
     ]
+
+
+def test_every_ioc_on_a_text_line_is_read() -> None:
+    text = (b"- cstleadapt3[.]com - 188.119.112[.]45\n8.8.8.8 1.1.1.1\n"
+            b"- 188.166.88[.]45 port 443 - lockdowngunni[.]club\n"
+            b"[2001:db8::1]:8443 2a06:e480::/29 | 1.2.3[.]4,evil (dot) com;user[@]example.com\n"
+            b"hxxp://evil[.]com/a b\nnot an ioc\n")
+    result = read_text(text, "t.txt", now=NOW)
+    assert [(r.where, r.message) for r in result.rejects] == [
+        ("t.txt:6", "cannot tell what kind of indicator 'not' is")]
+    found = {(o["name"], o["description"]) for o in result.objects}
+    assert found == {
+        ("cstleadapt3.com", "domain listed in t.txt"), ("188.119.112.45", "ipv4 listed in t.txt"),
+        ("8.8.8.8", "ipv4 listed in t.txt"), ("1.1.1.1", "ipv4 listed in t.txt"),
+        # the words between the values are the line's context, for each of them
+        ("188.166.88.45", "ipv4 listed in t.txt: port 443"), ("lockdowngunni.club", "domain listed in t.txt: port 443"),
+        ("2001:db8::1", "ipv6 listed in t.txt: port 8443"), ("2a06:e480::/29", "ipv6-cidr listed in t.txt"),
+        ("1.2.3.4", "ipv4 listed in t.txt"), ("evil.com", "domain listed in t.txt"),
+        ("user@example.com", "email listed in t.txt"), ("http://evil.com/a", "url listed in t.txt: b"),
+    }
+
+
+def test_corpus_ta551_c2_addresses_beside_their_domains_are_read() -> None:
+    result = converted("text/unit42-2020-12-11-TA551-IOCs-for-IcedID.txt")
+    names = {o["name"] for o in result.objects}
+    assert {"cstleadapt3.com", "188.119.112.45", "xwfluid5.com", "45.140.146.32"} <= names
+    assert sum(name.count(".") == 3 and name.replace(".", "").isdigit() for name in names) == 15  # 12 C2, 3 HTTPS
+
+
+def test_a_url_in_text_is_read_whole_and_never_becomes_another_url() -> None:
+    result = read_text(b"http://example,com/\nhttp://example,com/ 198.51.100.7\nhttp://evil.com/a,b;c, 10.0.0.1\n",
+                       "t.txt", now=NOW)
+    assert [o["name"] for o in result.objects] == ["198.51.100.7", "http://evil.com/a,b;c", "10.0.0.1"]
+    assert [r.where for r in result.rejects] == ["t.txt:1", "t.txt:2"]
+    assert all("'example,com'" in r.message for r in result.rejects)
+
+
+def test_overlong_lines_are_rejected_with_an_excerpt() -> None:
+    long_value = "a" * 131_070 + ".com"
+    text = f"{long_value}\nevil.com\n".encode()
+    for result in (read_text(text, "t.txt", now=NOW), read(text, name="t.txt", now=NOW)):
+        assert [o["name"] for o in result.objects] == ["evil.com"]
+        (reject,) = result.rejects
+        assert reject.where == "t.txt:1"
+        assert reject.message.startswith("line of 131,074 characters, longer than the 65,536")
+        assert reject.message.endswith("'" + "a" * 80 + "'…")
+    csv = f"indicator,type\nevil.com,domain\n{long_value},domain\n".encode()
+    for result in (read_csv(csv, "t.csv", now=NOW), read(csv, name="t.csv", now=NOW)):
+        assert [o["name"] for o in result.objects] == ["evil.com"]
+        assert [r.where for r in result.rejects] == ["t.csv:3"]
+    assert [r.where for r in read_csv(f"{long_value},type\n".encode(), "h.csv").rejects] == ["h.csv:1"]
+    # Under the line limit, a value is still quoted only in part.
+    too_long = "x" * 300 + ".example"
+    bad = read_text(f"http://{too_long}/ 1.2.3.4\n{'q' * 5000}\n".encode(), now=NOW).rejects
+    assert len(bad) == 2 and all(len(r.message) < 300 and "…" in r.message for r in bad)
+    typed = read_csv(f"indicator,type\n{'b' * 5000},md5\n".encode(), now=NOW).rejects
+    assert len(typed[0].message) < 300
+
+
+def test_utf16_lists_are_decoded_and_other_bytes_refused_once() -> None:
+    text = "evil.com\n198.51.100.7\n"
+    expected = {o["pattern"] for o in read_text(text.encode(), now=NOW).objects}
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):
+        bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"")
+        result = read(bom + text.encode(encoding), name="t.txt", now=NOW)
+        assert {o["pattern"] for o in result.objects} == expected and not result.rejects, encoding
+    assert detect("Indicator,Type\nevil.com,domain\n".encode("utf-16")) is Format.CSV
+    assert len(read("Indicator,Type\nevil.com,domain\n".encode("utf-16"), now=NOW).objects) == 1
+    for data_, where, message in [
+        (text.encode("utf-16-le"), "t.txt:1", "not UTF-8 text: it holds NUL bytes"),
+        ("evil.com\n# café\n198.51.100.7\n".encode("latin-1"), "t.txt:2", "not UTF-8 text: byte 0xe9"),
+    ]:
+        for result in (read(data_, name="t.txt", now=NOW), read_csv(data_, "t.txt", now=NOW)):
+            assert not result.objects
+            assert [r.where for r in result.rejects] == [where]
+            assert result.rejects[0].message.startswith(message)
 
 
 # --- STIX 2.x -----------------------------------------------------------------------------------------------------

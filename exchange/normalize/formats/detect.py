@@ -23,17 +23,21 @@ _MISP_EVENT_KEYS = frozenset({"Attribute", "Object", "Orgc", "uuid", "threat_lev
 
 
 def detect(data: bytes, name: str = "") -> Format:
-    """The format of `data` judged by its content; `name` (a file name) is not trusted, only used in messages."""
+    """The format of `data` judged by its content. `name` (a file name) decides only one thing: a file that starts
+    like JSON but does not parse is a broken JSON document when named *.json, and an IOC list otherwise."""
     text = strip_bom(data).lstrip()
     if text.startswith(b"<"):
         # Namespaces sit on the root element, whose start tag can hold dozens of xmlns declarations.
         return Format.STIX1 if _STIX1_NAMESPACE in text else Format.TEXT
     if text.startswith((b"{", b"[")):
         document, error = load_json(text, name)
-        if error is not None:
+        if error is None:
+            return _json_format(document)
+        if name.lower().endswith(".json"):
             # Broken JSON still goes to a JSON reader, whose reject names the line; MISP if it says so.
             return Format.MISP if b'"Event"' in text[:4096] else Format.STIX21
-        return _json_format(document)
+        # Only the first character said JSON, and IOC lists start with "[" too: STIX patterns, "[2001:db8::1]:443",
+        # "{evil.com}". Read as JSON, the whole list would be one reject.
     from exchange.normalize.formats.iocs import looks_like_csv  # the CSV reader owns its header rules
 
     return Format.CSV if looks_like_csv(text) else Format.TEXT

@@ -1,5 +1,6 @@
 """CSV and plain-text IOC lists, defanged or not, as one STIX 2.1 indicator per value (normalize stage)."""
 
+import codecs
 import csv
 import re
 from collections.abc import Iterator
@@ -10,12 +11,19 @@ from typing import Any
 from exchange.errors import InvalidObject
 from exchange.model.timestamps import format_timestamp, now_micros
 from exchange.normalize.formats.result import ReadResult, Reject, locate, strip_bom
-from exchange.normalize.values import ValueKind, canonical, infer_kind
+from exchange.normalize.values import ValueKind, canonical, infer_kind, quoted
 
 _COMMENT_PREFIXES = ("#", "//", ";")  # ';' is how Spamhaus DROP and other zone-style lists comment
 _DELIMITERS = (",", "\t", ";", "|")
 _BULLET = re.compile(r"^[-*\u2022>]+\s+")  # "- value" and "* value" in hand-written lists
-_FIELD_SPLIT = re.compile(r"[\s,;|]+")
+# A token is a URL up to the next white space ("," and ";" are legal inside one: "http://example,com/" must not be
+# read as http://example/), or else a run of characters up to white space or a list separator.
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*[^\s,;|]|[^\s,;|]+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_CONTEXT_TRIM = " \t,;|-"
+# No IOC is this long, and csv raises on a field over its field_size_limit (131,072) rather than rejecting a row.
+_MAX_LINE = 65_536
+_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 # "198.51.100.7:443", "[2001:db8::1]:443", "c2.example:8080": trails (maltrail) and C2 lists name endpoints.
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]/]+):(\d{1,5})$")
 # ioc-fanger reads the "::/" of an IPv6 CIDR ("2a06:e480::/29") as a defanged "://"; shielded while it runs.
@@ -89,21 +97,43 @@ class _Collector:
 
 
 def read_text(data: bytes, name: str = "", *, now: str | None = None) -> ReadResult:
-    """One value per line (the first field; the rest of the line is kept as context); '#' comments skipped."""
+    """Every IOC on a line, one indicator each; the line's other words are their context (description), and a
+    line with no IOC at all is rejected. '#' comments skipped."""
+    text = _decode(data, name)
+    if isinstance(text, Reject):
+        return ReadResult([], [text])
     collector = _Collector(name, now or format_timestamp(now_micros()))
-    for lineno, line in _lines(data):
+    for lineno, line in _lines(text):
+        where = locate(name, lineno)
+        if len(line) > _MAX_LINE:
+            collector.rejects.append(_overlong(where, line))
+            continue
         # Refang the whole line first: some styles put spaces inside a value ("evil [.] com").
-        value, *rest = _FIELD_SPLIT.split(_BULLET.sub("", _fang(line)), maxsplit=1)
-        context = rest[0].strip(" ,;|-") if rest else ""
-        collector.add(_Entry(locate(name, lineno), value, description=context or None))
+        fanged = _BULLET.sub("", _fang(line))
+        tokens = list(_TOKEN.finditer(fanged))
+        iocs = [token for token in tokens if _ioc_shaped(token.group())]
+        if not iocs:
+            # The first word's complaint, as when a line held one value: "cannot tell what kind of ... 'not'".
+            collector.add(_Entry(where, tokens[0].group() if tokens else ""))
+            continue
+        cuts = [0, *(i for token in iocs for i in token.span()), len(fanged)]
+        prose = (fanged[start:end].strip(_CONTEXT_TRIM) for start, end in zip(cuts[::2], cuts[1::2], strict=True))
+        context = " ".join(words for words in prose if words) or None
+        for token in iocs:
+            collector.add(_Entry(where, token.group(), description=context))
     return collector.result()
 
 
 def read_csv(data: bytes, name: str = "", *, now: str | None = None) -> ReadResult:
     """Rows under a header naming an indicator column; a type column, when there is one, types the values."""
+    text = _decode(data, name)
+    if isinstance(text, Reject):
+        return ReadResult([], [text])
     collector = _Collector(name, now or format_timestamp(now_micros()))
-    lines = _lines(data)
+    lines = _lines(text)
     header = next(lines, None)
+    if header is not None and len(header[1]) > _MAX_LINE:
+        return ReadResult([], [_overlong(locate(name, header[0]), header[1])])
     layout = _layout(header[1]) if header is not None else None
     if header is None or layout is None:
         where = locate(name, header[0] if header is not None else 1)
@@ -111,8 +141,11 @@ def read_csv(data: bytes, name: str = "", *, now: str | None = None) -> ReadResu
                                       ", ".join(_VALUE_COLUMNS[:4]) + ", or a type such as domain, url, ip)")])
     delimiter, columns = layout
     for lineno, line in lines:
-        row = [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]
         where = locate(name, lineno)
+        if len(line) > _MAX_LINE:
+            collector.rejects.append(_overlong(where, line))
+            continue
+        row = [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))]
         if len(row) <= columns.value:
             collector.rejects.append(Reject(where, f"{len(row)} fields, but the indicator is field "
                                                    f"{columns.value + 1}"))
@@ -126,8 +159,9 @@ def read_csv(data: bytes, name: str = "", *, now: str | None = None) -> ReadResu
 
 def looks_like_csv(text: bytes) -> bool:
     """Whether the first line that is not a comment is a CSV header read_csv understands."""
-    first = next(_lines(text), None)
-    return first is not None and _layout(first[1]) is not None
+    decoded = _decode(text, "")
+    first = next(_lines(decoded), None) if isinstance(decoded, str) else None
+    return first is not None and len(first[1]) <= _MAX_LINE and _layout(first[1]) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +221,11 @@ def _typed(raw: str, hint: str | None) -> tuple[ValueKind, str]:
     inferred = infer_kind(value)
     if hint is None:
         if inferred is None:
-            raise InvalidObject(f"cannot tell what kind of indicator {value!r} is")
+            raise InvalidObject(f"cannot tell what kind of indicator {quoted(value)} is")
         return canonical(inferred, value)
     kinds = _HINTS.get(_hint(hint))
     if kinds is None:
-        raise InvalidObject(f"indicator type {hint!r} is not one the hub handles (IPs, CIDRs, domains, URLs, "
+        raise InvalidObject(f"indicator type {quoted(hint)} is not one the hub handles (IPs, CIDRs, domains, URLs, "
                             "e-mail addresses, MD5/SHA-1/SHA-256/SHA-512 hashes)")
     if inferred in kinds:
         return canonical(inferred, value)
@@ -200,7 +234,7 @@ def _typed(raw: str, hint: str | None) -> tuple[ValueKind, str]:
         # URL without a scheme gets canonical()'s precise complaint rather than a vague guess.
         return canonical(next(iter(kinds)), value)
     shape = f"looks like {inferred}" if inferred is not None else "has no recognizable shape"
-    raise InvalidObject(f"{value!r} is listed as {hint!r} but {shape}")
+    raise InvalidObject(f"{quoted(value)} is listed as {quoted(hint)} but {shape}")
 
 
 def _indicator(kind: ValueKind, value: str, entry: _Entry, source: str, now: str) -> dict[str, Any]:
@@ -232,10 +266,42 @@ def _indicator_id(pattern: str) -> str:
     return indicator_id(pattern)  # pattern_for's output is already canonical
 
 
-def _lines(data: bytes) -> Iterator[tuple[int, str]]:
+def _ioc_shaped(token: str) -> bool:
+    """Whether a word of a text line is meant as an IOC: one by its shape, a host:port, or anything with a scheme
+    (an invalid URL is rejected, not taken for prose)."""
+    if infer_kind(token) is not None or _SCHEME.match(token):
+        return True
+    match = _HOST_PORT.fullmatch(token)
+    return match is not None and infer_kind(match.group(1).strip("[]")) in _HOSTS
+
+
+def _overlong(where: str, line: str) -> Reject:
+    return Reject(where, f"line of {len(line):,} characters, longer than the {_MAX_LINE:,} an IOC list line may "
+                         f"have: {quoted(line)}")
+
+
+def _decode(data: bytes, name: str) -> str | Reject:
+    """The text of a list: UTF-8 (with or without BOM), or UTF-16 when its byte order mark says so. Anything else is
+    refused whole, in one reject: decoded line by line it only makes one garbage reject per line."""
+    if data.startswith(_UTF16_BOMS):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            return Reject(locate(name, 1), f"not UTF-16 text despite its byte order mark: {exc.reason}")
+    data = strip_bom(data)
+    if (nul := data.find(b"\x00")) >= 0:
+        return Reject(locate(name, data.count(b"\n", 0, nul) + 1),
+                      "not UTF-8 text: it holds NUL bytes (UTF-16 without a byte order mark?); save it as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Reject(locate(name, data.count(b"\n", 0, exc.start) + 1),
+                      f"not UTF-8 text: byte 0x{data[exc.start]:02x} ({exc.reason}); save it as UTF-8")
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
     """(line number, line) of the lines that are neither blank nor comments."""
-    # errors="replace": one bad byte spoils one value (rejected at its line), not the whole file.
-    for lineno, line in enumerate(strip_bom(data).decode("utf-8", errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if stripped and not stripped.startswith(_COMMENT_PREFIXES):
             yield lineno, stripped
