@@ -224,6 +224,27 @@ def test_stix1_says_why_a_package_made_nothing() -> None:
     assert any(r.message.startswith("[208] ") for r in empty.rejects[1:])  # the elevator's own reason
 
 
+def test_stix2_objects_passed_on_must_conform_as_converted_ones_do() -> None:
+    ind = {"type": "indicator", "spec_version": "2.1", "id": "indicator--6b4a4c0e-9a5b-4f2f-8a53-8d1b8f0c3a01",
+           "created": "2024-01-01T00:00:00Z", "modified": "2024-01-01T00:00:00Z", "pattern_type": "stix",
+           "pattern": "[domain-name:value = 'evil.example']", "valid_from": "2024-01-01T00:00:00Z"}
+    malware = {"type": "malware", "spec_version": "2.1", "id": "malware--0c7b5b88-8ff7-4a4d-aa9d-feb398cd0061",
+               "created": "2024-01-01T00:00:00Z", "modified": "2024-01-01T00:00:00Z", "name": "x",
+               "is_family": True}
+    rel = {"type": "relationship", "spec_version": "2.1", "id": "relationship--44298a74-ba52-4f0c-87a3-1824e67d7fad",
+           "created": "2024-01-01T00:00:00Z", "modified": "2024-01-01T00:00:00Z", "relationship_type": "indicates",
+           "source_ref": ind["id"], "target_ref": malware["id"]}
+    headless = {**rel, "id": "relationship--44298a74-ba52-4f0c-87a3-1824e67d7fae"}
+    del headless["target_ref"]
+    result = read(json.dumps({"type": "bundle", "id": "bundle--44298a74-ba52-4f0c-87a3-1824e67d7faf",
+                              "objects": [ind, malware, rel, headless]}).encode(), Format.STIX21, "b.json")
+    assert [o["id"] for o in result.objects] == [ind["id"], malware["id"], rel["id"]]
+    assert [r.where for r in result.rejects] == ["b.json:objects[3]"]
+    assert result.rejects[0].message.startswith(headless["id"]) and "target_ref" in result.rejects[0].message
+    # whole-second times are written to the millisecond, as STIX 2.1 requires: the same instant
+    assert (result.objects[1]["created"], result.objects[1]["modified"]) == ("2024-01-01T00:00:00.000Z",) * 2
+
+
 def test_stix20_upgrade_meets_misp_stix_own_stix21() -> None:
     # misp-stix's conversion of the same two MISP events, once as STIX 2.0 and once as STIX 2.1
     v20 = converted("stix20/misp-stix-test_events_collection_stix20.json").objects

@@ -6,6 +6,7 @@ the STIX 2.1 MUSTs and rejected alone when it fails. Slow (~5 ms an object: the 
 schemas per call), which is why the STIX 2.x hot path does not use it; callers run this in worker threads.
 """
 
+import functools
 import re
 from typing import Any
 
@@ -14,25 +15,36 @@ from exchange.normalize.formats.result import ReadResult, Reject, locate
 
 def keep_conforming(objects: list[dict[str, Any]], name: str, origin: str) -> ReadResult:
     """Objects that pass stix2-validator's MUST checks; the others as rejects naming `origin`'s output index."""
-    from stix2validator import ValidationOptions, validate_instance  # lazy: heavy import, slow paths only
-
-    # strict=False: SHOULD-level findings (vocabularies, kill-chain naming) are the producer's business
-    # and no reason to drop intelligence; only MUST violations make an object unusable.
-    options = ValidationOptions(version="2.1", strict=False)
     kept: list[dict[str, Any]] = []
     rejects: list[Reject] = []
     for index, obj in enumerate(objects):
-        where = locate(name, f"{origin}[{index}]")
-        try:
-            results = validate_instance(obj, options)
-        except Exception as exc:  # the validator raises on some malformed input instead of reporting it
-            rejects.append(Reject(where, f"{obj.get('id', '?')}: stix2-validator failed: {exc!r}"))
-            continue
-        if results.is_valid:
+        problem = nonconformity(obj)
+        if problem is None:
             kept.append(obj)
         else:
-            rejects.append(Reject(where, _said(str(results.errors[0]))))
+            rejects.append(Reject(locate(name, f"{origin}[{index}]"), problem))
     return ReadResult(kept, rejects)
+
+
+def nonconformity(obj: dict[str, Any]) -> str | None:
+    """What stix2-validator finds wrong with an object at MUST level (its message starts with the object's id),
+    or None when it conforms."""
+    from stix2validator import validate_instance  # lazy: heavy import, slow paths only
+
+    try:
+        results = validate_instance(obj, _options())
+    except Exception as exc:  # the validator raises on some malformed input instead of reporting it
+        return f"{obj.get('id', '?')}: stix2-validator failed: {exc!r}"
+    return None if results.is_valid else _said(str(results.errors[0]))
+
+
+@functools.cache
+def _options() -> Any:
+    from stix2validator import ValidationOptions
+
+    # strict=False: SHOULD-level findings (vocabularies, kill-chain naming) are the producer's business
+    # and no reason to drop intelligence; only MUST violations make an object unusable.
+    return ValidationOptions(version="2.1", strict=False)
 
 
 # "<id>: {<the whole object>} is not valid under any of the given schemas: {<the whole schema>}": both are noise.

@@ -8,6 +8,7 @@ from typing import Any
 
 from exchange.errors import InvalidObject
 from exchange.model.timestamps import parse_timestamp
+from exchange.normalize.formats.conform import nonconformity
 from exchange.normalize.formats.observables import extract_observables
 from exchange.normalize.formats.result import ReadResult, Reject, load_json, locate
 
@@ -80,15 +81,38 @@ def read_stix2(data: bytes, name: str = "") -> ReadResult:
 
 
 def convert_objects(items: list[Any], name: str = "") -> ReadResult:
-    """Check each item's header, upgrade the 2.0 ones; bad items are rejected one by one."""
+    """Check each item's header, upgrade the 2.0 ones; bad items are rejected one by one.
+
+    Indicators and sightings become claims, which check what they use; every other object is passed on as it
+    is, so it must pass stix2-validator's MUST checks (a relationship without target_ref is rejected here, as
+    it is when a converter makes it)."""
     objects: list[dict[str, Any]] = []
     rejects: list[Reject] = []
     for index, item in enumerate(items):
         try:
-            objects.extend(_convert(item))
+            converted = _convert(item)
         except InvalidObject as exc:
             rejects.append(Reject(locate(name, f"objects[{index}]"), str(exc)))
+            continue
+        for obj in map(_to_the_millisecond, converted):
+            problem = None if obj["type"] in _CLAIMED else nonconformity(obj)
+            if problem is None:
+                objects.append(obj)
+            else:
+                rejects.append(Reject(locate(name, f"objects[{index}]"), problem))
     return ReadResult(objects, rejects)
+
+
+_CLAIMED = frozenset({"indicator", "sighting"})
+_WHOLE_SECOND = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+
+
+def _to_the_millisecond(obj: dict[str, Any]) -> dict[str, Any]:
+    """`created` and `modified` written to the millisecond, as STIX 2.1 section 3.2 requires (and stix2-validator
+    checks): "…:00Z" is the same instant as "…:00.000Z", and feeds often write the former."""
+    fixed = {prop: value[:-1] + ".000Z" for prop in ("created", "modified")
+             if isinstance(value := obj.get(prop), str) and _WHOLE_SECOND.fullmatch(value)}
+    return {**obj, **fixed} if fixed else obj
 
 
 def upgrade_object(obj: dict[str, Any]) -> list[dict[str, Any]]:
